@@ -1,0 +1,37 @@
+# Meshwork: `make demo` runs the local mesh end to end, `make test` runs every test tier that can run here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: install lint test test-unit test-envoy demo bench clean help
+
+help:
+	@echo "make demo   - the local mesh, end to end"
+	@echo "make test   - lint, types, import contracts and every test tier that can run here"
+	@echo "make bench  - translation and push benchmarks"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+-include mk/*.mk
+
+test: install lint $(TEST_PREREQS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""meshctl: the Meshwork command line. Parses arguments and calls library functions; nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from meshctl import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshctl", description="Operate and debug a Meshwork service mesh.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check mesh YAML files; exit 1 on any error")
+    p.add_argument("-f", "--filename", dest="paths", action="append", required=True, help="file or directory")
+    p.set_defaults(func=commands.validate)
+
+    p = sub.add_parser("render", help="the Envoy config one proxy would receive (offline)")
+    p.add_argument("-f", "--filename", dest="paths", action="append", required=True, help="file or directory")
+    p.add_argument("--node", required=True, help="NAMESPACE/WORKLOAD")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.add_argument("--bootstrap", action="store_true", help="a complete static Envoy bootstrap instead")
+    p.add_argument(
+        "--certs",
+        metavar="DIR",
+        help="with --bootstrap: use cert.pem, key.pem and ca.pem from DIR (default: an ephemeral test CA)",
+    )
+    p.set_defaults(func=commands.render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,37 @@
+"""One function per subcommand: arguments in, exit code out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from meshctl.output import dump, err
+from mesh_operator import render as render_lib
+from mesh_operator.loader import load_paths
+
+
+def validate(args: argparse.Namespace) -> int:
+    loaded = load_paths(args.paths)
+    for problem in loaded.problems:
+        print(problem, file=sys.stderr if problem.violation.severity == "error" else sys.stdout)
+    if loaded.errors:
+        print(f"{len(loaded.errors)} error(s) in {len(loaded.objects)} valid object(s)", file=sys.stderr)
+        return 1
+    print(f"{len(loaded.objects)} object(s) valid" + (f", {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    loaded = load_paths(args.paths)
+    for problem in loaded.problems:
+        err(str(problem))
+    try:
+        if args.bootstrap:
+            data = render_lib.bootstrap(loaded.state(), args.node, certs_dir=args.certs)
+        else:
+            data = render_lib.resources(loaded.state(), args.node)
+    except render_lib.RenderError as e:
+        err(str(e))
+        return 1
+    dump(data, args.output)
+    return 0

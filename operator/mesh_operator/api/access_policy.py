@@ -1,0 +1,81 @@
+"""AccessPolicy: which identities may call a service, and what they may do.
+
+Once any ``Allow`` rule targets a service, requests no rule allows are denied. ``Deny`` wins over ``Allow``.
+``mode: Shadow`` evaluates and counts the rules without enforcing them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mesh_operator.api.common import DnsLabel, Model, ObjectMeta, PolicyStatus, TargetRef, cel
+
+
+class ServiceAccountRef(Model):
+    namespace: DnsLabel
+    name: DnsLabel
+
+
+class SpiffeIdMatch(Model):
+    model_config = cel(("has(self.exact) != has(self.prefix)", "set exactly one of exact, prefix"))
+
+    exact: str | None = Field(default=None, pattern=r"^spiffe://")
+    prefix: str | None = Field(default=None, pattern=r"^spiffe://")
+
+
+class Source(Model):
+    """Exactly one field is set."""
+
+    model_config = cel(
+        (
+            "(has(self.serviceAccount) ? 1 : 0) + (has(self.namespace) ? 1 : 0) + (has(self.spiffeId) ? 1 : 0) == 1",
+            "set exactly one of serviceAccount, namespace, spiffeId",
+        )
+    )
+
+    service_account: ServiceAccountRef | None = None
+    namespace: DnsLabel | None = None
+    spiffe_id: SpiffeIdMatch | None = None
+
+
+class AccessPathMatch(Model):
+    type: Literal["Exact", "PathPrefix"] = "PathPrefix"
+    value: str = Field(min_length=1, pattern=r"^/")
+
+
+class AccessHeaderMatch(Model):
+    name: str = Field(min_length=1, max_length=256)
+    type: Literal["Exact", "Prefix", "Present"] = "Exact"
+    value: str | None = None
+
+
+class Operation(Model):
+    """What a request does. All set fields must match; an empty list matches anything."""
+
+    paths: list[AccessPathMatch] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=list)
+    headers: list[AccessHeaderMatch] = Field(default_factory=list)
+    case_insensitive: bool = Field(default=False, description="Match paths ignoring case.")
+
+
+class AccessRule(Model):
+    name: DnsLabel | None = None
+    action: Literal["Allow", "Deny"]
+    from_: list[Source] = Field(default_factory=list, alias="from", description="Empty: any mesh identity.")
+    to: list[Operation] = Field(default_factory=list, description="Empty: any request.")
+
+
+class AccessPolicySpec(Model):
+    target_ref: TargetRef
+    mode: Literal["Enforce", "Shadow"] = "Enforce"
+    rules: list[AccessRule] = Field(min_length=1, max_length=64)
+
+
+class AccessPolicy(Model):
+    api_version: Literal["meshwork.io/v1alpha1"] = "meshwork.io/v1alpha1"
+    kind: Literal["AccessPolicy"] = "AccessPolicy"
+    metadata: ObjectMeta
+    spec: AccessPolicySpec
+    status: PolicyStatus | None = None

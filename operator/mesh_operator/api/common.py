@@ -1,0 +1,100 @@
+"""Types every kind shares: metadata, targetRef, durations, conditions and status."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "meshwork.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+#: The pattern checked in the CRD schema too.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|ms|m|s))+$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def duration_ms(value: str) -> int:
+    """Milliseconds of a Go-style duration such as ``1.5s``, ``250ms`` or ``1m30s``."""
+    if not _DURATION.match(value):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 250ms, 1.5s, 1m30s")
+    return round(sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(value)))
+
+
+def _check_duration(value: str) -> str:
+    duration_ms(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(json_schema_extra={"pattern": DURATION_PATTERN}, description="A duration such as 250ms, 1.5s or 1m30s."),
+]
+Percent = Annotated[float, Field(ge=0, le=100, description="A percentage, 0–100.")]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+
+
+def cel(*rules: tuple[str, str]) -> ConfigDict:
+    """Cross-field rules for the CRD schema: ``(CEL expression, message)`` pairs.
+
+    The same rules are enforced in Python by ``mesh_operator.validation`` (with field paths); CEL makes the
+    Kubernetes API server refuse them too, before any controller sees the object.
+    """
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]})
+
+
+class Model(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes metadata Meshwork reads. Other fields are kept but ignored."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: DnsLabel
+    namespace: str = "default"
+    generation: int = 1
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
+
+
+class TargetRef(Model):
+    """What a policy applies to: a Service in the policy's namespace, or one named rule of a TrafficPolicy."""
+
+    model_config = cel(
+        ("self.kind == 'TrafficPolicy' || !has(self.sectionName)", "sectionName needs kind TrafficPolicy")
+    )
+
+    kind: Literal["Service", "TrafficPolicy"] = "Service"
+    name: DnsLabel
+    section_name: str | None = Field(default=None, description="A rule name of the TrafficPolicy.")
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: str | None = None
+
+
+class PolicyStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list)

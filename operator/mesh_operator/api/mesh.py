@@ -1,0 +1,48 @@
+"""Mesh: mesh-wide settings (cluster-scoped; one per mesh, conventionally named ``default``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus
+from mesh_operator.api.retry_policy import RetryBudget
+
+
+class Mtls(Model):
+    mode: Literal["Strict", "Permissive"] = Field(
+        default="Strict", description="Strict requires mesh certificates; Permissive also accepts plaintext."
+    )
+
+
+class Certificates(Model):
+    workload_ttl: Duration = "24h"
+    root_ttl: Duration = "87600h"
+
+
+class AccessLog(Model):
+    enabled: bool = True
+    format: Literal["Text", "JSON"] = "Text"
+    path: str = "/dev/stdout"
+
+
+class Metrics(Model):
+    enabled: bool = True
+
+
+class MeshSpec(Model):
+    trust_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9._-]+$", max_length=255)
+    mtls: Mtls = Field(default_factory=Mtls)
+    certificates: Certificates = Field(default_factory=Certificates)
+    access_log: AccessLog = Field(default_factory=AccessLog)
+    metrics: Metrics = Field(default_factory=Metrics)
+    default_retry_budget: RetryBudget = Field(default_factory=RetryBudget)
+
+
+class Mesh(Model):
+    api_version: Literal["meshwork.io/v1alpha1"] = "meshwork.io/v1alpha1"
+    kind: Literal["Mesh"] = "Mesh"
+    metadata: ObjectMeta
+    spec: MeshSpec = Field(default_factory=MeshSpec)
+    status: PolicyStatus | None = None

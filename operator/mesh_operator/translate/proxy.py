@@ -1,0 +1,135 @@
+"""Assemble everything one proxy receives: its inbound listeners and the outbound side of its upstreams."""
+
+from __future__ import annotations
+
+from mesh_operator.api.common import duration_ms
+from mesh_operator.api.traffic_policy import TrafficPolicy
+from mesh_operator.translate.access import rbac_policies, spiffe_id
+from mesh_operator.translate.policies import Resolved
+from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
+from mesh_operator.translate.traffic import _match, provenance, service_routing
+from xds_server import ir
+
+
+def mesh_settings(state: MeshState) -> ir.MeshSettings:
+    spec = state.mesh.spec
+    return ir.MeshSettings(
+        trust_domain=spec.trust_domain,
+        mtls_mode="permissive" if spec.mtls.mode == "Permissive" else "strict",
+        access_log=ir.AccessLogSettings(
+            enabled=spec.access_log.enabled,
+            format="json" if spec.access_log.format == "JSON" else "text",
+            path=spec.access_log.path,
+        ),
+        metrics_enabled=spec.metrics.enabled,
+    )
+
+
+def service_identities(svc: ServiceInfo, trust_domain: str) -> tuple[str, ...]:
+    return tuple(sorted({spiffe_id(trust_domain, i.namespace, i.service_account) for i in svc.instances}))
+
+
+class ProxyBuilder:
+    """Builds ProxyConfigs, computing each service's outbound routing once for all its callers."""
+
+    def __init__(self, state: MeshState, resolved: Resolved) -> None:
+        self.state = state
+        self.resolved = resolved
+        self.mesh = mesh_settings(state)
+        self._routing: dict[str, tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]] = {}
+
+    def routing(self, service_key: str) -> tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]:
+        if service_key not in self._routing:
+            svc = self.state.services[service_key]
+            ids = service_identities(svc, self.mesh.trust_domain)
+            self._routing[service_key] = service_routing(svc, self.state.mesh, self.resolved, ids)
+        return self._routing[service_key]
+
+    def build(self, w: WorkloadInfo) -> ir.ProxyConfig:
+        node = ir.NodeInfo(
+            id=w.node_id,
+            namespace=w.namespace,
+            workload=w.name,
+            service_account=w.service_account,
+            spiffe_id=spiffe_id(self.mesh.trust_domain, w.namespace, w.service_account),
+            region=w.region,
+            zone=w.zone,
+        )
+        clusters: dict[str, ir.Cluster] = {}
+        inbound = []
+        for ib in w.inbound:
+            svc = self.state.services[ib.service]
+            local = ir.Cluster(
+                name=f"inbound|{ib.listen_port}",
+                service=svc.host,
+                endpoints=(ir.Endpoint(ib.app_address, ib.app_port, instance=w.node_id),),
+                protocol=svc.protocol,
+                connect_timeout_ms=1_000,
+            )
+            clusters[local.name] = local
+            inbound.append(
+                ir.InboundListener(
+                    name=f"inbound|{ib.listen_port}",
+                    address=ib.listen_address,
+                    port=ib.listen_port,
+                    protocol="tcp" if svc.protocol == "tcp" else "http",
+                    local_cluster=local.name,
+                    tls=ir.InboundTls(self.mesh.mtls_mode),
+                    rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
+                    routes=_rate_limited_routes(self.resolved.traffic.get(ib.service), svc, local.name),
+                )
+            )
+        outbound = []
+        for up in w.upstreams:
+            target = self.state.services.get(up.service)
+            if target is None:
+                continue
+            svc = target
+            routes, svc_clusters = self.routing(up.service)
+            for c in svc_clusters:
+                clusters[c.name] = c
+            tcp = svc.protocol == "tcp"
+            outbound.append(
+                ir.OutboundListener(
+                    name=f"outbound|{up.local_port}|{svc.host}",
+                    address="127.0.0.1",
+                    port=up.local_port,
+                    protocol="tcp" if tcp else "http",
+                    service=svc.host,
+                    routes=() if tcp else routes,
+                    tcp_cluster=svc_clusters[0].name if tcp else None,
+                    provenance=svc_clusters[0].provenance,
+                )
+            )
+        return ir.ProxyConfig(
+            node=node,
+            mesh=self.mesh,
+            inbound=tuple(inbound),
+            outbound=tuple(outbound),
+            clusters=tuple(clusters[name] for name in sorted(clusters)),
+        )
+
+
+def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
+    """Inbound routes for rules with a rate limit: the limit protects each destination instance."""
+    if tp is None:
+        return ()
+    out = []
+    for i, rule in enumerate(tp.spec.rules):
+        if rule.rate_limit is None:
+            continue
+        rl = rule.rate_limit
+        limit = ir.RateLimit(rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status)
+        matches = [_match(m) for m in rule.matches] or [ir.RouteMatch()]
+        for j, match in enumerate(matches):
+            suffix = f"/{j}" if len(matches) > 1 else ""
+            out.append(
+                ir.Route(
+                    name=f"{svc.host}/{rule.name or f'rule-{i}'}{suffix}",
+                    match=match,
+                    clusters=(ir.WeightedCluster(local_cluster, 100),),
+                    rate_limit=limit,
+                    provenance=provenance(tp),
+                )
+            )
+    return tuple(out)

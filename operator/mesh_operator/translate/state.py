@@ -1,0 +1,169 @@
+"""The Kubernetes-free view of the mesh the translator reads: services, instances, workloads and policies.
+
+In local mode it is built from an :class:`~mesh_operator.api.Inventory`; in Kubernetes from Services,
+EndpointSlices and Pods. Either way the translator sees only this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mesh_operator.api import AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
+from mesh_operator.api.common import ObjectMeta
+from mesh_operator.api.inventory import Upstream
+
+Protocol = Literal["http", "http2", "tcp"]
+Policy = TrafficPolicy | RetryPolicy | AccessPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """One instance of a service, as peers reach it (its sidecar's inbound port)."""
+
+    workload: str
+    namespace: str
+    address: str
+    port: int
+    labels: tuple[tuple[str, str], ...] = ()
+    region: str = ""
+    zone: str = ""
+    service_account: str = "default"
+
+    def has_labels(self, selector: dict[str, str]) -> bool:
+        own = dict(self.labels)
+        return all(own.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    name: str
+    namespace: str
+    port: int
+    protocol: Protocol
+    instances: tuple[InstanceInfo, ...] = ()
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}.{self.namespace}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamInfo:
+    service: str  # namespace/name
+    local_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundInfo:
+    """A service this workload serves: peers reach ``listen_port``; the app listens on ``app_port``."""
+
+    service: str  # namespace/name
+    listen_address: str
+    listen_port: int
+    app_address: str
+    app_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """A proxy: one workload instance with its sidecar."""
+
+    namespace: str
+    name: str
+    service_account: str
+    region: str = ""
+    zone: str = ""
+    inbound: tuple[InboundInfo, ...] = ()
+    upstreams: tuple[UpstreamInfo, ...] = ()
+    admin_port: int | None = None
+    command: tuple[str, ...] = ()
+
+    @property
+    def node_id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class MeshState:
+    mesh: Mesh
+    services: dict[str, ServiceInfo] = field(default_factory=dict)  # key: namespace/name
+    workloads: dict[str, WorkloadInfo] = field(default_factory=dict)  # key: namespace/name
+    policies: tuple[Policy, ...] = ()
+
+
+_PROTOCOLS: dict[str, Protocol] = {"HTTP": "http", "HTTP2": "http2", "TCP": "tcp"}
+
+
+def default_mesh() -> Mesh:
+    return Mesh(metadata=ObjectMeta(name="default"))
+
+
+def state_from_objects(objects: Iterable[object]) -> MeshState:
+    """Build the state from already-validated API objects (inventories, a Mesh, policies)."""
+    mesh: Mesh | None = None
+    services: dict[str, ServiceInfo] = {}
+    workloads: dict[str, WorkloadInfo] = {}
+    policies: list[Policy] = []
+    for obj in objects:
+        if isinstance(obj, Mesh):
+            mesh = obj
+        elif isinstance(obj, Inventory):
+            _add_inventory(obj, services, workloads)
+        elif isinstance(obj, TrafficPolicy | RetryPolicy | AccessPolicy):
+            policies.append(obj)
+    return MeshState(mesh or default_mesh(), services, workloads, tuple(policies))
+
+
+def _add_inventory(inv: Inventory, services: dict[str, ServiceInfo], workloads: dict[str, WorkloadInfo]) -> None:
+    for svc in inv.spec.services:
+        port = svc.ports[0]
+        protocol = _PROTOCOLS[port.protocol]
+        key = f"{svc.namespace}/{svc.name}"
+        instances = []
+        for inst in svc.instances:
+            listen = inst.sidecar.inbound_port or inst.port
+            instances.append(
+                InstanceInfo(
+                    workload=inst.name,
+                    namespace=svc.namespace,
+                    address=inst.address,
+                    port=listen,
+                    labels=tuple(sorted(inst.labels.items())),
+                    region=inst.locality.region,
+                    zone=inst.locality.zone,
+                    service_account=inst.service_account,
+                )
+            )
+            workloads[f"{svc.namespace}/{inst.name}"] = WorkloadInfo(
+                namespace=svc.namespace,
+                name=inst.name,
+                service_account=inst.service_account,
+                region=inst.locality.region,
+                zone=inst.locality.zone,
+                inbound=(InboundInfo(key, inst.address, listen, inst.address, inst.port),),
+                upstreams=_upstreams(inst.sidecar.upstreams, svc.namespace),
+                admin_port=inst.sidecar.admin_port,
+                command=tuple(inst.command),
+            )
+        services[key] = ServiceInfo(svc.name, svc.namespace, port.port, protocol, tuple(instances))
+    for client in inv.spec.clients:
+        workloads[f"{client.namespace}/{client.name}"] = WorkloadInfo(
+            namespace=client.namespace,
+            name=client.name,
+            service_account=client.service_account,
+            region=client.locality.region,
+            zone=client.locality.zone,
+            upstreams=_upstreams(client.sidecar.upstreams, client.namespace),
+            admin_port=client.sidecar.admin_port,
+            command=tuple(client.command),
+        )
+
+
+def _upstreams(ups: Iterable[Upstream], namespace: str) -> tuple[UpstreamInfo, ...]:
+    out = []
+    for up in ups:
+        name, _, ns = up.service.partition(".")
+        out.append(UpstreamInfo(f"{ns or namespace}/{name}", up.local_port))
+    return tuple(out)

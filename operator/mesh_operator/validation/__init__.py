@@ -1,0 +1,82 @@
+"""Validation shared by ``meshctl validate``, the translator and the admission webhook.
+
+``validate_document`` turns one plain document (a dict from YAML or the Kubernetes API) into a typed object and
+every violation found in it, each with its field path. Schema problems (types, enums, ranges, unknown fields) come
+from the pydantic models; the rules that span fields live in one module per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mesh_operator.api import KINDS, AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
+from mesh_operator.api.common import GROUP_VERSION
+from mesh_operator.validation.access_policy import validate_access_policy
+from mesh_operator.validation.inventory import validate_inventory
+from mesh_operator.validation.mesh import validate_mesh
+from mesh_operator.validation.retry_policy import validate_retry_policy
+from mesh_operator.validation.traffic_policy import validate_traffic_policy
+from mesh_operator.validation.violations import Collector, Violation, errors, format_path, warnings
+
+ApiObject = TrafficPolicy | RetryPolicy | AccessPolicy | Mesh | Inventory
+
+_SEMANTIC: dict[type[Any], Callable[[Any, Collector], None]] = {
+    TrafficPolicy: validate_traffic_policy,
+    RetryPolicy: validate_retry_policy,
+    AccessPolicy: validate_access_policy,
+    Mesh: validate_mesh,
+    Inventory: validate_inventory,
+}
+
+__all__ = ["Checked", "Violation", "errors", "validate_document", "validate_object", "warnings"]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A document after validation: the object when its schema is valid, and every violation."""
+
+    obj: ApiObject | None
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.obj is not None and not errors(self.violations)
+
+
+def validate_document(doc: Mapping[str, Any]) -> Checked:
+    if not isinstance(doc, Mapping):
+        return Checked(None, [Violation("", f"expected an object, got {type(doc).__name__}")])
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if api_version != GROUP_VERSION:
+        return Checked(None, [Violation("apiVersion", f"must be {GROUP_VERSION}, got {api_version!r}")])
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return Checked(None, [Violation("kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")])
+    try:
+        obj = model.model_validate(doc)
+    except ValidationError as e:
+        return Checked(None, [_from_pydantic(err) for err in e.errors()])
+    return Checked(obj, validate_object(obj))
+
+
+def validate_object(obj: ApiObject) -> list[Violation]:
+    """The cross-field rules of one already-typed object."""
+    c = Collector()
+    _SEMANTIC[type(obj)](obj, c)
+    return c.violations
+
+
+def _from_pydantic(err: Any) -> Violation:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p))]
+    message = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif err["type"] == "missing":
+        message = "is required"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return Violation(format_path(loc), message)

@@ -1,0 +1,38 @@
+"""Rules an AccessPolicy must follow beyond its schema."""
+
+from __future__ import annotations
+
+from mesh_operator.api.access_policy import AccessPolicy
+from mesh_operator.validation.violations import Collector
+
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
+def validate_access_policy(policy: AccessPolicy, c: Collector) -> None:
+    s = c.at("spec")
+    if policy.spec.target_ref.kind != "Service" or policy.spec.target_ref.section_name:
+        s.error("targetRef", "an AccessPolicy targets a Service")
+    for i, rule in enumerate(policy.spec.rules):
+        rc = s.at("rules", i)
+        for j, src in enumerate(rule.from_):
+            set_fields = [f for f in ("service_account", "namespace", "spiffe_id") if getattr(src, f) is not None]
+            if len(set_fields) != 1:
+                rc.at("from", j).error(None, "set exactly one of serviceAccount, namespace, spiffeId")
+            if src.spiffe_id is not None and (src.spiffe_id.exact is None) == (src.spiffe_id.prefix is None):
+                rc.at("from", j).error("spiffeId", "set exactly one of exact, prefix")
+        for j, op in enumerate(rule.to):
+            oc = rc.at("to", j)
+            for k, m in enumerate(op.methods):
+                if m not in HTTP_METHODS:
+                    oc.at("methods").error(k, f"unknown HTTP method {m!r} (methods are upper case)")
+            for k, h in enumerate(op.headers):
+                if h.type == "Present" and h.value is not None:
+                    oc.at("headers", k).error("value", "must be empty when type is Present")
+                if h.type != "Present" and not h.value:
+                    oc.at("headers", k).error("value", f"is required when type is {h.type}")
+            for k, p in enumerate(op.paths):
+                if any(seg in ("..", ".") for seg in p.value.split("/")) or "//" in p.value:
+                    oc.at("paths", k).error("value", "use a normalized path; requests are matched after normalization")
+        names = [r.name for r in policy.spec.rules if r.name]
+        if len(names) != len(set(names)):
+            s.error("rules", "rule names must be unique")

@@ -1,0 +1,54 @@
+"""Listeners and the whole config of one proxy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from xds_server.ir.clusters import Cluster
+from xds_server.ir.common import MeshSettings, NodeInfo, Provenance
+from xds_server.ir.routes import Route
+from xds_server.ir.security import InboundTls, RbacPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class InboundListener:
+    """Traffic from the mesh to this workload: terminate mTLS, enforce access, rate-limit, forward to the app.
+
+    ``routes`` carry only what the inbound side enforces per route (local rate limits); a final catch-all route to
+    ``local_cluster`` is always added by the translation.
+    """
+
+    name: str
+    address: str
+    port: int
+    protocol: Literal["http", "tcp"]
+    local_cluster: str
+    tls: InboundTls = InboundTls()
+    rbac: tuple[RbacPolicy, ...] = ()
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundListener:
+    """Traffic from this workload to one service, on an explicit local port (``127.0.0.1:port``)."""
+
+    name: str
+    address: str
+    port: int
+    protocol: Literal["http", "tcp"]
+    #: The service's mesh host name (``name.namespace``); also accepted as ``Host``.
+    service: str
+    routes: tuple[Route, ...] = ()
+    #: For tcp listeners: the cluster to proxy to.
+    tcp_cluster: str | None = None
+    provenance: tuple[Provenance, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    node: NodeInfo
+    mesh: MeshSettings
+    inbound: tuple[InboundListener, ...]
+    outbound: tuple[OutboundListener, ...]
+    clusters: tuple[Cluster, ...]

@@ -1,0 +1,131 @@
+"""HTTP routing: matches and actions. Durations are integer milliseconds; percentages are floats 0–100."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from xds_server.ir.common import Provenance
+
+MatchKind = Literal["exact", "prefix", "regex", "present"]
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    kind: Literal["exact", "prefix", "regex"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    name: str
+    kind: MatchKind
+    value: str = ""
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMatch:
+    name: str
+    kind: Literal["exact", "regex", "present"]
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    path: PathMatch = PathMatch("prefix", "/")
+    method: str | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+    query: tuple[QueryMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HashPolicy:
+    """What a consistent-hash load balancer hashes on (set on the routes toward a hashing cluster)."""
+
+    kind: Literal["header", "cookie", "source_ip"]
+    name: str = ""
+    cookie_ttl_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    cluster: str
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    cluster: str
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    delay_ms: int | None = None
+    delay_percent: float = 0.0
+    abort_status: int | None = None
+    abort_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    scheme: str | None = None
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    prefix: str | None = None
+    status: int = 302
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int
+    retry_on: tuple[str, ...]
+    retriable_status_codes: tuple[int, ...] = ()
+    per_try_timeout_ms: int | None = None
+    backoff_base_ms: int | None = None
+    backoff_max_ms: int | None = None
+    provenance: Provenance | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A local token bucket. ``status`` is what a request over the limit gets."""
+
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval_ms: int
+    status: int = 429
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route. Either ``redirect`` is set or ``clusters`` is non-empty."""
+
+    name: str
+    match: RouteMatch
+    clusters: tuple[WeightedCluster, ...] = ()
+    redirect: Redirect | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    fault: Fault | None = None
+    request_headers: HeaderEdits = HeaderEdits()
+    response_headers: HeaderEdits = HeaderEdits()
+    path_rewrite: tuple[Literal["full", "prefix"], str] | None = None
+    host_rewrite: str | None = None
+    timeout_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    retry: Retry | None = None
+    rate_limit: RateLimit | None = None
+    hash_on: tuple[HashPolicy, ...] = ()
+    provenance: Provenance | None = None

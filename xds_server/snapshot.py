@@ -1,0 +1,78 @@
+"""Snapshots: the complete, serialized xDS state for one proxy.
+
+A :class:`Snapshot` is what the translation stage hands to the server. It is immutable, holds every resource
+already serialized (``body`` is the protobuf encoding of the typed message, i.e. the ``value`` of the
+``google.protobuf.Any`` that goes on the wire) and is versioned by content, so the same input gives the same
+version on every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+#: Make-before-break order: what a resource refers to is sent before the resource that refers to it.
+TYPE_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResource:
+    """One serialized resource. ``version`` is a hash of ``body``."""
+
+    type_url: str
+    name: str
+    version: str
+    body: bytes
+
+    @classmethod
+    def of(cls, type_url: str, name: str, body: bytes) -> CachedResource:
+        return cls(type_url, name, hashlib.sha256(body).hexdigest()[:16], body)
+
+
+def _freeze(resources: Mapping[str, Mapping[str, CachedResource]]) -> Mapping[str, Mapping[str, CachedResource]]:
+    return MappingProxyType({t: MappingProxyType(dict(sorted(resources.get(t, {}).items()))) for t in TYPE_ORDER})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every resource of every type for one node. Missing types are empty."""
+
+    resources: Mapping[str, Mapping[str, CachedResource]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", _freeze(self.resources))
+
+    @classmethod
+    def from_resources(cls, items: Iterable[CachedResource]) -> Snapshot:
+        by_type: dict[str, dict[str, CachedResource]] = {t: {} for t in TYPE_ORDER}
+        for r in items:
+            by_type.setdefault(r.type_url, {})[r.name] = r
+        return cls(by_type)
+
+    def of_type(self, type_url: str) -> Mapping[str, CachedResource]:
+        return self.resources.get(type_url, MappingProxyType({}))
+
+    def type_version(self, type_url: str) -> str:
+        """Content version of one type: changes iff a resource of that type was added, removed or changed."""
+        h = hashlib.sha256()
+        for name, r in self.of_type(type_url).items():
+            h.update(name.encode())
+            h.update(b"\0")
+            h.update(r.version.encode())
+            h.update(b"\n")
+        return h.hexdigest()[:16]
+
+    @property
+    def version(self) -> str:
+        h = hashlib.sha256()
+        for t in TYPE_ORDER:
+            h.update(self.type_version(t).encode())
+        return h.hexdigest()[:16]
