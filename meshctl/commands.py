@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshctl.output import dump, err
 from mesh_operator import render as render_lib
 from mesh_operator.loader import load_paths
+from meshctl.output import dump, err
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -15,9 +15,11 @@ def validate(args: argparse.Namespace) -> int:
     for problem in loaded.problems:
         print(problem, file=sys.stderr if problem.violation.severity == "error" else sys.stdout)
     if loaded.errors:
-        print(f"{len(loaded.errors)} error(s) in {len(loaded.objects)} valid object(s)", file=sys.stderr)
+        print(f"{len(loaded.errors)} error(s)", file=sys.stderr)
         return 1
-    print(f"{len(loaded.objects)} object(s) valid" + (f", {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
+    print(
+        f"{len(loaded.objects)} object(s) valid" + (f", {len(loaded.warnings)} warning(s)" if loaded.warnings else "")
+    )
     return 0
 
 

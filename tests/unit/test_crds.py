@@ -27,15 +27,15 @@ def test_the_checked_in_crds_match_the_models() -> None:
 def _walk(node: Any, path: str = "") -> list[str]:
     problems: list[str] = []
     if isinstance(node, dict):
-        if "$ref" in node or "anyOf" in node and any(o.get("type") == "null" for o in node["anyOf"]):
+        if "$ref" in node or ("anyOf" in node and any(o.get("type") == "null" for o in node["anyOf"])):
             problems.append(f"{path}: $ref or nullable anyOf")
         if "properties" in node and "additionalProperties" in node:
             problems.append(f"{path}: additionalProperties beside properties")
         if "title" in node and isinstance(node["title"], str):
             problems.append(f"{path}: title")
-        if "properties" in node or "items" in node or "additionalProperties" in node:
-            if "type" not in node:
-                problems.append(f"{path}: no type")
+        container = "properties" in node or "items" in node or "additionalProperties" in node
+        if container and "type" not in node:
+            problems.append(f"{path}: no type")
         for k, v in node.items():
             if k != "x-kubernetes-validations":
                 problems.extend(_walk(v, f"{path}.{k}"))

@@ -31,7 +31,13 @@ def test_the_example_mesh_translates_with_every_policy_accepted() -> None:
         "AccessPolicy/shop/backend",
     }
     assert all(o.accepted and o.reason == "Accepted" for o in t.outcomes.values()), t.outcomes
-    assert set(t.proxies) == {"shop/frontend", "shop/backend-v1-a", "shop/backend-v1-b", "shop/backend-v2", "shop/loadgen"}
+    assert set(t.proxies) == {
+        "shop/frontend",
+        "shop/backend-v1-a",
+        "shop/backend-v1-b",
+        "shop/backend-v2",
+        "shop/loadgen",
+    }
 
 
 def test_translation_is_deterministic() -> None:
@@ -41,7 +47,10 @@ def test_translation_is_deterministic() -> None:
 def test_a_weighted_split_routes_to_subset_clusters_holding_only_matching_instances() -> None:
     proxy = _mesh_with().proxies["shop/frontend"]
     split = next(r for r in proxy.outbound[0].routes if r.name == "backend.shop/split")
-    assert [(c.cluster, c.weight) for c in split.clusters] == [("backend.shop|8080|v1", 80), ("backend.shop|8080|v2", 20)]
+    assert [(c.cluster, c.weight) for c in split.clusters] == [
+        ("backend.shop|8080|v1", 80),
+        ("backend.shop|8080|v2", 20),
+    ]
     clusters = {c.name: c for c in proxy.clusters}
     assert [e.instance for e in clusters["backend.shop|8080|v2"].endpoints] == ["shop/backend-v2"]
     assert len(clusters["backend.shop|8080|v1"].endpoints) == 2
