@@ -28,6 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --bootstrap: use cert.pem, key.pem and ca.pem from DIR (default: an ephemeral test CA)",
     )
     p.set_defaults(func=commands.render)
+
+    local = sub.add_parser("local", help="run the mesh on this machine, driven by YAML files")
+    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    p = local_sub.add_parser("run", help="control plane + sidecars + workloads, in the foreground; Ctrl-C stops all")
+    p.add_argument("-f", "--filename", dest="directory", required=True, help="directory of mesh YAML files")
+    p.add_argument("--state-dir", help="CA, sidecar files and logs (default: ~/.local/state/meshwork/local-<hash>)")
+    p.add_argument("--xds-port", type=int, default=15012)
+    p.add_argument("--admin-port", type=int, default=15014)
+    p.add_argument("--no-workloads", action="store_true", help="start sidecars only, not the workload commands")
+    p.add_argument("--delta", action="store_true", help="sidecars use delta xDS instead of state-of-the-world")
+    p.add_argument("--envoy-log-level", default="warning")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=commands.local_run)
     return parser
 
 

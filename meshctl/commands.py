@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
+from pathlib import Path
 
 from mesh_operator import render as render_lib
 from mesh_operator.loader import load_paths
@@ -37,3 +40,27 @@ def render(args: argparse.Namespace) -> int:
         return 1
     dump(data, args.output)
     return 0
+
+
+def local_run(args: argparse.Namespace) -> int:
+    from mesh_operator.local.runner import LocalOptions, run
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    if not Path(args.directory).is_dir():
+        err(f"{args.directory} is not a directory")
+        return 2
+    options = LocalOptions(
+        directory=Path(args.directory),
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        xds_port=args.xds_port,
+        admin_port=args.admin_port,
+        start_workloads=not args.no_workloads,
+        envoy_log_level=args.envoy_log_level,
+        delta=args.delta,
+    )
+    return asyncio.run(run(options))

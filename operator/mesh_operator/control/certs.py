@@ -1,0 +1,66 @@
+"""Workload certificates: issued per SPIFFE identity, renewed at about half their life (jittered).
+
+The private keys live only in memory here and in the SDS secret sent to the proxy of that identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from xds_server.ca import IssuedKeypair, Issuer, SpiffeId, TrustBundle, renewal_time_for
+
+log = logging.getLogger(__name__)
+
+#: The identity the xDS server presents to sidecars.
+CONTROL_PLANE_SA = ("meshwork-system", "meshwork-control-plane")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    keypair: IssuedKeypair
+    renew_at: datetime
+
+
+class CertificateManager:
+    def __init__(self, issuer: Issuer, *, leaf_ttl: timedelta, rng: random.Random | None = None) -> None:
+        self.issuer = issuer
+        self.leaf_ttl = leaf_ttl
+        self._rng = rng or random.Random()
+        self._leaves: dict[str, Leaf] = {}
+        self.bundle = TrustBundle.of(issuer.root)
+
+    @property
+    def trust_domain(self) -> str:
+        return self.issuer.trust_domain
+
+    def control_plane_identity(self) -> SpiffeId:
+        return SpiffeId(self.trust_domain, *CONTROL_PLANE_SA)
+
+    def leaf(self, identity: str, now: datetime | None = None) -> IssuedKeypair:
+        """The current certificate of ``identity``, issuing or renewing it when due."""
+        now = now or datetime.now(UTC)
+        current = self._leaves.get(identity)
+        if current is None or now >= current.renew_at:
+            keypair = self.issuer.issue_keypair(SpiffeId.parse(identity), ttl=self.leaf_ttl, now=now)
+            renew_at = renewal_time_for(keypair.certificate, rng=self._rng)
+            self._leaves[identity] = current = Leaf(keypair, renew_at)
+            log.info("issued %s serial=%x not_after=%s", identity, keypair.serial_number, keypair.not_after.isoformat())
+        return current.keypair
+
+    def next_renewal(self) -> datetime | None:
+        return min((leaf.renew_at for leaf in self._leaves.values()), default=None)
+
+    def forget_except(self, identities: set[str]) -> None:
+        for identity in set(self._leaves) - identities:
+            del self._leaves[identity]
+
+    def set_leaf_ttl(self, ttl: timedelta) -> None:
+        if ttl != self.leaf_ttl:
+            self.leaf_ttl = ttl
+            self._leaves.clear()
+
+    def leaves(self) -> dict[str, IssuedKeypair]:
+        return {k: v.keypair for k, v in self._leaves.items()}

@@ -1,0 +1,250 @@
+"""The control plane as one asyncio component: ``apply(state)`` in, ACKed snapshots out.
+
+Every change is debounced (~100 ms after the last change, at most ~1 s after the first), translated by the pure
+pipeline, and each proxy's snapshot is replaced in the cache; the ADS server pushes what changed. The cache's
+ready gate opens only after the first complete translation, so a restarted control plane never answers a proxy
+with a partial snapshot.
+
+The xDS server is mTLS-only: a proxy proves its identity with a certificate from the mesh CA, and
+:meth:`authorize` serves a node's resources only to a peer whose SPIFFE ID is that node's identity. A secret is
+therefore never handed to a proxy of another identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mesh_operator.api.common import duration_ms
+from mesh_operator.control.certs import CertificateManager
+from mesh_operator.translate import MeshState, MeshTranslation, PolicyKey, PolicyOutcome, translate_mesh
+from xds_server.admin import AdminServer
+from xds_server.ads import AdsServer, make_server
+from xds_server.cache import SnapshotCache
+from xds_server.debounce import Debouncer
+from xds_server.sds import bundle_secret, certificate_secret
+from xds_server.snapshot import SECRET, Snapshot
+from xds_server.sync import SyncTracker
+from xds_server.translate import snapshot_of, translate_proxy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlaneStatus:
+    """What the last translation decided, for status reporting."""
+
+    generation: int = 0
+    outcomes: dict[PolicyKey, PolicyOutcome] = field(default_factory=dict)
+    #: node id -> snapshot version it should have
+    desired: dict[str, str] = field(default_factory=dict)
+    #: node id -> the policies (``Kind/ns/name``) its config carries
+    policies_by_node: dict[str, set[str]] = field(default_factory=dict)
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        certs: CertificateManager,
+        *,
+        xds_host: str = "127.0.0.1",
+        xds_port: int = 0,
+        admin_host: str = "127.0.0.1",
+        admin_port: int = 0,
+        debounce: float = 0.1,
+        max_debounce: float = 1.0,
+    ) -> None:
+        self.certs = certs
+        self.cache = SnapshotCache()
+        self.sync = SyncTracker()
+        self.ads = AdsServer(self.cache, self.sync, authorize=self.authorize)
+        self.admin = AdminServer(self.cache, self.sync, host=admin_host, port=admin_port)
+        self.admin.app.router.add_get("/debug/policyz", self._policyz)
+        self.xds_host, self.xds_port = xds_host, xds_port
+        self.status = PlaneStatus()
+        self._state: MeshState | None = None
+        self._identities: dict[str, str] = {}
+        self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
+        self._server: Any = None
+        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._renewals: asyncio.Task[None] | None = None
+        self._server_cert_renew_at: datetime | None = None
+        self.rebuilt = asyncio.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._tls_dir = tempfile.TemporaryDirectory(prefix="meshwork-xds-")
+        os.chmod(self._tls_dir.name, 0o700)
+        self._ssl = self._server_ssl()
+        self._server = make_server(self.ads)
+        await self._server.start(self.xds_host, self.xds_port, ssl=self._ssl, reuse_address=True)
+        self.xds_port = self._server._server.sockets[0].getsockname()[1]
+        await self.admin.start()
+        self._renewals = asyncio.get_running_loop().create_task(self._renewal_loop())
+        log.info(
+            "xDS (mTLS) on %s:%d, admin on http://%s:%d", self.xds_host, self.xds_port, self.admin.host, self.admin.port
+        )
+
+    async def stop(self) -> None:
+        if self._renewals is not None:
+            self._renewals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewals
+        await self._debouncer.aclose()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.admin.close()
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+
+    # ---------------------------------------------------------------- input
+
+    def apply(self, state: MeshState) -> None:
+        """Take a new view of the mesh; translation follows after the debounce delay."""
+        self._state = state
+        ttl = timedelta(milliseconds=duration_ms(state.mesh.spec.certificates.workload_ttl))
+        self.certs.set_leaf_ttl(ttl)
+        self._debouncer.trigger()
+
+    async def wait_translated(self) -> None:
+        await self._debouncer.wait_idle()
+
+    # ---------------------------------------------------------------- translation
+
+    async def _rebuild(self) -> None:
+        state = self._state
+        if state is None:
+            return
+        translated = translate_mesh(state)
+        self._publish(translated)
+        self.rebuilt.set()
+
+    def _publish(self, translated: MeshTranslation) -> None:
+        desired: dict[str, str] = {}
+        identities: dict[str, str] = {}
+        policies_by_node: dict[str, set[str]] = {}
+        bundle_pem = self.certs.bundle.to_pem()
+        for node_id, cfg in translated.proxies.items():
+            resources = snapshot_of(translate_proxy(cfg))
+            leaf = self.certs.leaf(cfg.node.spiffe_id)
+            secrets = [
+                certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
+                bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
+            ]
+            items = [r for by_name in resources.resources.values() for r in by_name.values()] + secrets
+            snap = Snapshot.from_resources(items)
+            self.cache.set_snapshot(node_id, snap)
+            desired[node_id] = snap.version
+            identities[node_id] = cfg.node.spiffe_id
+            policies_by_node[node_id] = _policies_of(cfg)
+        for gone in set(self._identities) - set(identities):
+            self.cache.clear_snapshot(gone)
+        self._identities = identities
+        self.certs.forget_except(set(identities.values()))
+        self.status = PlaneStatus(self.status.generation + 1, translated.outcomes, desired, policies_by_node)
+        if not self.cache.ready:
+            self.cache.mark_ready()
+        log.info("translated %d proxies (generation %d)", len(desired), self.status.generation)
+
+    # ---------------------------------------------------------------- security
+
+    def authorize(self, node_id: str, peer: str | None, type_url: str, name: str) -> bool:
+        """Serve a node's resources only to the proxy holding that node's identity."""
+        expected = self._identities.get(node_id)
+        if expected is None or peer != expected:
+            if type_url == SECRET:
+                log.warning("refused secret %s of %s to peer %s", name, node_id, peer)
+            return False
+        return True
+
+    def _server_ssl(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.set_alpn_protocols(["h2"])
+        self._load_server_cert(ctx)
+        return ctx
+
+    def _load_server_cert(self, ctx: ssl.SSLContext) -> None:
+        assert self._tls_dir is not None
+        identity = self.certs.control_plane_identity()
+        keypair = self.certs.issuer.issue_keypair(identity, ttl=self.certs.leaf_ttl)
+        d = Path(self._tls_dir.name)
+        cert, key = d / "cert.pem", d / "key.pem"
+        cert.write_bytes(keypair.chain_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(keypair.private_key_pem)
+        ctx.load_cert_chain(cert, key)
+        key.unlink()
+        ctx.load_verify_locations(cadata=self.certs.bundle.to_pem().decode())
+        self._server_cert_renew_at = keypair.not_before + (keypair.not_after - keypair.not_before) / 2
+
+    async def _renewal_loop(self) -> None:
+        """Reissue workload certificates when due, and the server's own certificate."""
+        while True:
+            now = datetime.now(UTC)
+            due = [t for t in (self.certs.next_renewal(), self._server_cert_renew_at) if t is not None]
+            wait = max(0.2, min(((t - now).total_seconds() for t in due), default=5.0))
+            await asyncio.sleep(min(wait, 5.0))
+            now = datetime.now(UTC)
+            if self._server_cert_renew_at is not None and now >= self._server_cert_renew_at and self._ssl:
+                self._load_server_cert(self._ssl)
+            renewal = self.certs.next_renewal()
+            if renewal is not None and now >= renewal and self._state is not None:
+                self._debouncer.trigger()
+
+    # ---------------------------------------------------------------- status
+
+    def receipts(self) -> dict[str, dict[str, Any]]:
+        """Per policy: how many affected proxies run the config carrying it, and which reject config."""
+        proxies = self.sync.proxies()
+        acked = {node: p.acked_version for node, p in proxies.items()}
+        nacks = {
+            node: t.last_nack.error
+            for node, p in proxies.items()
+            for t in p.types.values()
+            if t.last_nack is not None and t.last_nack.version == t.sent_version
+        }
+        out: dict[str, dict[str, Any]] = {}
+        for key, outcome in self.status.outcomes.items():
+            ref = str(key)
+            nodes = sorted(n for n, refs in self.status.policies_by_node.items() if ref in refs)
+            applied = [n for n in nodes if acked.get(n) == self.status.desired.get(n)]
+            out[ref] = {
+                "accepted": outcome.condition(),
+                "proxies": len(nodes),
+                "applied": len(applied),
+                "rejected": {n: nacks[n] for n in nodes if n in nacks},
+            }
+        return out
+
+    async def _policyz(self, request: web.Request) -> web.Response:
+        """Every policy: Accepted, and its delivery receipt (proxies applied / affected, rejections)."""
+        return web.json_response({"generation": self.status.generation, "policies": self.receipts()})
+
+
+def _policies_of(cfg: Any) -> set[str]:
+    refs: set[str] = set()
+    for c in cfg.clusters:
+        refs.update(f"{p.kind}/{p.namespace}/{p.name}" for p in c.provenance)
+    for listener in (*cfg.inbound, *cfg.outbound):
+        for r in listener.routes:
+            for p in (r.provenance, r.retry.provenance if r.retry else None):
+                if p is not None:
+                    refs.add(f"{p.kind}/{p.namespace}/{p.name}")
+    for il in cfg.inbound:
+        refs.update(f"{p.provenance.kind}/{p.provenance.namespace}/{p.provenance.name}" for p in il.rbac)
+    return refs

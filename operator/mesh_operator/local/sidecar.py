@@ -1,0 +1,123 @@
+"""Everything one local sidecar needs on disk: its bootstrap and its credentials for the xDS connection.
+
+The xDS connection is mTLS: the sidecar presents a certificate of its workload's identity, issued when the sidecar
+is set up and renewed by the runner at half its life (Envoy reloads it through ``watched_directory``). It checks
+the control plane's SPIFFE ID. Key files are owner-only, in an owner-only directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mesh_operator.control.certs import CertificateManager
+from mesh_operator.translate.state import WorkloadInfo
+from xds_server import ir
+from xds_server.ca import SpiffeId
+from xds_server.envoy_binary import envoy_path
+from xds_server.translate import ads_bootstrap
+
+
+@dataclass(frozen=True)
+class SidecarFiles:
+    directory: Path
+    bootstrap: Path
+    renew_at: datetime
+
+
+def node_info(w: WorkloadInfo, trust_domain: str) -> ir.NodeInfo:
+    return ir.NodeInfo(
+        id=w.node_id,
+        namespace=w.namespace,
+        workload=w.name,
+        service_account=w.service_account,
+        spiffe_id=str(SpiffeId(trust_domain, w.namespace, w.service_account)),
+        region=w.region,
+        zone=w.zone,
+    )
+
+
+def write_credentials(directory: Path, certs: CertificateManager, identity: str) -> datetime:
+    """(Re)issue the sidecar's xDS client certificate into ``directory/creds``; returns when to renew it."""
+    creds = directory / "creds"
+    creds.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keypair = certs.issuer.issue_keypair(SpiffeId.parse(identity), ttl=certs.leaf_ttl)
+    _atomic_write(creds / "cert.pem", keypair.chain_pem, 0o600)
+    _atomic_write(creds / "key.pem", keypair.private_key_pem, 0o600)
+    _atomic_write(creds / "ca.pem", certs.bundle.to_pem(), 0o644)
+    return keypair.not_before + (keypair.not_after - keypair.not_before) / 2
+
+
+def prepare(
+    directory: Path,
+    w: WorkloadInfo,
+    certs: CertificateManager,
+    *,
+    xds_port: int,
+    admin_port: int,
+    delta: bool = False,
+) -> SidecarFiles:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    node = node_info(w, certs.trust_domain)
+    renew_at = write_credentials(directory, certs, node.spiffe_id)
+    creds = directory / "creds"
+    doc = ads_bootstrap(
+        node,
+        "127.0.0.1",
+        xds_port,
+        admin_port,
+        cert_chain_path=str(creds / "cert.pem"),
+        private_key_path=str(creds / "key.pem"),
+        ca_path=str(creds / "ca.pem"),
+        server_name="meshwork-control-plane",
+    )
+    _harden_xds_tls(doc, str(certs.control_plane_identity()), str(creds))
+    if delta:
+        doc["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+    bootstrap = directory / "bootstrap.json"
+    _atomic_write(bootstrap, json.dumps(doc, indent=2).encode(), 0o600)
+    return SidecarFiles(directory, bootstrap, renew_at)
+
+
+def envoy_argv(files: SidecarFiles, log_level: str = "warning") -> list[str]:
+    return [
+        str(envoy_path()),
+        "-c",
+        str(files.bootstrap),
+        "--disable-hot-restart",
+        "--log-path",
+        str(files.directory / "envoy.log"),
+        "-l",
+        log_level,
+        "--drain-time-s",
+        "1",
+    ]
+
+
+def _harden_xds_tls(doc: dict[str, Any], control_plane_id: str, creds_dir: str) -> None:
+    """Check the server's SPIFFE ID, and reload rotated client credentials from the watched directory."""
+    for cluster in doc["static_resources"]["clusters"]:
+        sock = cluster.get("transport_socket")
+        if not sock:
+            continue
+        ctx = sock["typed_config"]["common_tls_context"]
+        for cert in ctx.get("tls_certificates", []):
+            cert["watched_directory"] = {"path": creds_dir}
+        ctx["validation_context"]["match_typed_subject_alt_names"] = [
+            {"san_type": "URI", "matcher": {"exact": control_plane_id}}
+        ]
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
