@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from meshctl import commands
+from meshctl import commands, status
+from meshctl.admin_client import DEFAULT_ADMIN
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envoy-log-level", default="warning")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=commands.local_run)
+
+    p = sub.add_parser("status", help="every proxy: synced, stale or rejecting config; every policy's receipts")
+    p.add_argument("--admin", default=DEFAULT_ADMIN, help=f"control plane admin URL (default {DEFAULT_ADMIN})")
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.set_defaults(func=status.status)
+
+    p = sub.add_parser("proxy-config", help="the resources the control plane holds for one proxy")
+    p.add_argument("node", help="NAMESPACE/WORKLOAD")
+    p.add_argument("--type", choices=["listeners", "routes", "clusters", "endpoints", "secrets"])
+    p.add_argument("--admin", default=DEFAULT_ADMIN)
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.set_defaults(func=status.proxy_config)
     return parser
 
 

@@ -233,7 +233,9 @@ class ControlPlane:
 
     async def _policyz(self, request: web.Request) -> web.Response:
         """Every policy: Accepted, and its delivery receipt (proxies applied / affected, rejections)."""
-        return web.json_response({"generation": self.status.generation, "policies": self.receipts()})
+        return web.json_response(
+            {"generation": self.status.generation, "desired": self.status.desired, "policies": self.receipts()}
+        )
 
 
 def _policies_of(cfg: Any) -> set[str]:

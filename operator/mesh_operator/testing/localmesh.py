@@ -1,0 +1,376 @@
+"""A real local mesh for tests: declare services, clients and policies in Python; get sidecars and traffic.
+
+    mesh = LocalMeshBuilder(tmp_path)
+    mesh.service("backend", instances=[{"name": "backend-v1", "labels": {"version": "v1"}}])
+    mesh.client("caller", upstreams=["backend"])
+    mesh.policy(TRAFFIC_POLICY_YAML)
+    with mesh.run() as running:
+        resp = running.get("caller", "backend", "/hello")
+
+Everything is real: ``meshctl local run`` as a child process (so tests can kill and restart the control plane),
+one Envoy per workload, the demo app (``examples/apps/echo.py``) as every workload, mTLS between sidecars. Ports
+are allocated free on 127.0.0.1. ``run()`` returns once every proxy has ACKed its config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ECHO_APP = Path(__file__).resolve().parents[3] / "examples" / "apps" / "echo.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def served_by(self) -> str:
+        return self.headers.get("x-served-by", "")
+
+
+def http(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+) -> Response:
+    """One HTTP request; HTTP errors are returned as responses, not raised."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    start = time.monotonic()
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return Response(
+                resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read(), time.monotonic() - start
+            )
+    except urllib.error.HTTPError as e:
+        return Response(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read(), time.monotonic() - start)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class _Workload:
+    name: str
+    namespace: str
+    service_account: str
+    admin_port: int
+    upstream_ports: dict[str, int] = field(default_factory=dict)
+    app_port: int | None = None
+    inbound_port: int | None = None
+
+
+class LocalMeshBuilder:
+    def __init__(self, directory: Path, *, namespace: str = "default") -> None:
+        self.directory = directory
+        self.namespace = namespace
+        self.mesh_dir = directory / "mesh"
+        self.state_dir = directory / "state"
+        self.services: list[dict[str, Any]] = []
+        self.clients: list[dict[str, Any]] = []
+        self.workloads: dict[str, _Workload] = {}
+        self.documents: dict[str, str] = {}
+        self.mesh_spec: dict[str, Any] = {}
+
+    def service(
+        self,
+        name: str,
+        *,
+        instances: list[dict[str, Any]] | None = None,
+        protocol: str = "HTTP",
+        upstreams: list[str] | None = None,
+    ) -> None:
+        """A service and its instances. Each instance dict may set name, labels, serviceAccount, locality and
+        ``args`` (extra echo.py arguments such as ``["--fail-every", "2"]``)."""
+        out = []
+        for inst in instances or [{"name": f"{name}-1"}]:
+            inst = dict(inst)
+            wl = _Workload(
+                inst["name"],
+                self.namespace,
+                inst.pop("serviceAccount", name),
+                free_port(),
+                app_port=free_port(),
+                inbound_port=free_port(),
+            )
+            wl.upstream_ports = {u: free_port() for u in upstreams or []}
+            self.workloads[wl.name] = wl
+            args = [str(a) for a in inst.pop("args", [])]
+            out.append(
+                {
+                    **inst,
+                    "port": wl.app_port,
+                    "serviceAccount": wl.service_account,
+                    "sidecar": {
+                        "inboundPort": wl.inbound_port,
+                        "adminPort": wl.admin_port,
+                        "upstreams": [{"service": u, "localPort": p} for u, p in wl.upstream_ports.items()],
+                    },
+                    "command": [sys.executable, str(ECHO_APP), "--name", wl.name, "--port", str(wl.app_port), *args],
+                }
+            )
+        self.services.append(
+            {"name": name, "namespace": self.namespace, "ports": [{"port": 80, "protocol": protocol}], "instances": out}
+        )
+
+    def client(self, name: str, *, upstreams: list[str], service_account: str | None = None) -> None:
+        """A workload that only calls (its sidecar has outbound listeners, no inbound)."""
+        wl = _Workload(name, self.namespace, service_account or name, free_port())
+        wl.upstream_ports = {u: free_port() for u in upstreams}
+        self.workloads[name] = wl
+        self.clients.append(
+            {
+                "name": name,
+                "namespace": self.namespace,
+                "serviceAccount": wl.service_account,
+                "sidecar": {
+                    "adminPort": wl.admin_port,
+                    "upstreams": [{"service": u, "localPort": p} for u, p in wl.upstream_ports.items()],
+                },
+            }
+        )
+
+    def policy(self, text: str, file: str | None = None) -> str:
+        """Add policy YAML (one or more documents). Returns the file name it is written to."""
+        name = file or f"policy-{len(self.documents)}.yaml"
+        self.documents[name] = text
+        return name
+
+    def mesh(self, **spec: Any) -> None:
+        self.mesh_spec = spec
+
+    def write(self) -> None:
+        self.mesh_dir.mkdir(parents=True, exist_ok=True)
+        inventory = {
+            "apiVersion": "meshwork.io/v1alpha1",
+            "kind": "Inventory",
+            "metadata": {"name": "test"},
+            "spec": {"services": self.services, "clients": self.clients},
+        }
+        (self.mesh_dir / "inventory.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+        mesh = {
+            "apiVersion": "meshwork.io/v1alpha1",
+            "kind": "Mesh",
+            "metadata": {"name": "default"},
+            "spec": {"trustDomain": "test.local", **self.mesh_spec},
+        }
+        (self.mesh_dir / "mesh.yaml").write_text(yaml.safe_dump(mesh, sort_keys=False))
+        for name, text in self.documents.items():
+            (self.mesh_dir / name).write_text(text)
+
+    @contextlib.contextmanager
+    def run(self, *, timeout: float = 60.0, delta: bool = False) -> Iterator[RunningMesh]:
+        self.write()
+        running = RunningMesh(self, free_port(), free_port(), delta=delta)
+        try:
+            running.start(timeout=timeout)
+            yield running
+        finally:
+            running.stop()
+
+
+class RunningMesh:
+    def __init__(self, builder: LocalMeshBuilder, xds_port: int, admin_port: int, *, delta: bool = False) -> None:
+        self.builder = builder
+        self.xds_port = xds_port
+        self.admin_port = admin_port
+        self.delta = delta
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = builder.directory / "control-plane.log"
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "meshctl",
+            "local",
+            "run",
+            "-f",
+            str(self.builder.mesh_dir),
+            "--state-dir",
+            str(self.builder.state_dir),
+            "--xds-port",
+            str(self.xds_port),
+            "--admin-port",
+            str(self.admin_port),
+            "--envoy-log-level",
+            "info",
+        ]
+        if self.delta:
+            argv.append("--delta")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=ECHO_APP.parents[2],
+            )
+        self.wait_converged(timeout=timeout)
+        for wl in self.builder.workloads.values():
+            if wl.app_port is not None:
+                _wait_port(wl.app_port, timeout)
+
+    def stop(self) -> None:
+        """Stop the control plane the way a user does (SIGTERM): it stops every process it started."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        _kill_pidfiles(self.builder.state_dir)
+
+    def kill_control_plane(self) -> None:
+        """SIGKILL only the control-plane process: sidecars and workloads keep running."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def restart_control_plane(self, *, timeout: float = 60.0) -> None:
+        self.start(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    # ------------------------------------------------------------- control plane state
+
+    def admin(self, path: str) -> Any:
+        return http(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5).json()
+
+    def sync(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin("/debug/syncz")["proxies"]
+        return result
+
+    def policies(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin("/debug/policyz")["policies"]
+        return result
+
+    def wait_converged(self, *, timeout: float = 30.0, changed_from: dict[str, str] | None = None) -> None:
+        """Until every workload's proxy is connected and has ACKed the latest config (and, with
+        ``changed_from``, a version different from the one given there)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"control plane exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                last = self.sync()
+                done = all(
+                    node in last
+                    and last[node]["in_sync"]
+                    and (changed_from is None or last[node]["acked_version"] != changed_from.get(node))
+                    for node in self.node_ids()
+                )
+                if done:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"mesh did not converge in {timeout}s: {json.dumps(last)[:2000]}\n{self.log()[-4000:]}")
+
+    def versions(self) -> dict[str, str]:
+        return {node: p["acked_version"] for node, p in self.sync().items()}
+
+    def node_ids(self) -> list[str]:
+        return [f"{w.namespace}/{w.name}" for w in self.builder.workloads.values()]
+
+    def edit(self, file: str, text: str, *, timeout: float = 10.0) -> float:
+        """Write a policy file and wait until every proxy ACKs the change. Returns the seconds it took."""
+        before = self.versions()
+        start = time.monotonic()
+        path = self.builder.mesh_dir / file
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        self.wait_converged(timeout=timeout, changed_from=before)
+        return time.monotonic() - start
+
+    # ------------------------------------------------------------- traffic
+
+    def url(self, caller: str, service: str, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.builder.workloads[caller].upstream_ports[service]}{path}"
+
+    def get(self, caller: str, service: str, path: str = "/", **kwargs: Any) -> Response:
+        return http(self.url(caller, service, path), **kwargs)
+
+    def sidecar_admin(self, workload: str, path: str) -> str:
+        port = self.builder.workloads[workload].admin_port
+        return http(f"http://127.0.0.1:{port}{path}", timeout=5).body.decode()
+
+    def stats(self, workload: str, prefix: str = "") -> dict[str, int]:
+        """Counters and gauges of one sidecar, by name (``/stats?filter=``)."""
+        text = self.sidecar_admin(workload, f"/stats?filter={urllib.parse.quote(prefix)}" if prefix else "/stats")
+        out: dict[str, int] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def access_log(self, workload: str) -> list[str]:
+        path = self.builder.state_dir / "proxies" / f"{self.builder.namespace}_{workload}" / "access.log"
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+    def app_address(self, workload: str) -> str:
+        wl = self.builder.workloads[workload]
+        return f"http://127.0.0.1:{wl.app_port}"
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _kill_pidfiles(state_dir: Path) -> None:
+    """Last resort after a test: no process of this mesh may outlive it."""
+    for pid_file in state_dir.glob("proxies/*/*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().split()[0])
+            os.killpg(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
