@@ -49,6 +49,7 @@ class Snapshot:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", _freeze(self.resources))
+        object.__setattr__(self, "_version", None)
 
     @classmethod
     def from_resources(cls, items: Iterable[CachedResource]) -> Snapshot:
@@ -72,7 +73,12 @@ class Snapshot:
 
     @property
     def version(self) -> str:
-        h = hashlib.sha256()
-        for t in TYPE_ORDER:
-            h.update(self.type_version(t).encode())
-        return h.hexdigest()[:16]
+        """Content version of the whole snapshot (computed once: the snapshot is immutable)."""
+        cached: str | None = getattr(self, "_version", None)
+        if cached is None:
+            h = hashlib.sha256()
+            for t in TYPE_ORDER:
+                h.update(self.type_version(t).encode())
+            cached = h.hexdigest()[:16]
+            object.__setattr__(self, "_version", cached)
+        return cached
