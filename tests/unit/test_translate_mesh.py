@@ -37,6 +37,7 @@ def test_the_example_mesh_translates_with_every_policy_accepted() -> None:
         "shop/backend-v1-b",
         "shop/backend-v2",
         "shop/loadgen",
+        "shop/intruder",
     }
 
 

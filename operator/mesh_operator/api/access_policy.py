@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import DnsLabel, Model, ObjectMeta, PolicyStatus, TargetRef, cel
+from mesh_operator.api.common import DnsLabel, Model, ObjectMeta, PolicyStatus, ServiceRef, cel
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
 
 class ServiceAccountRef(Model):
@@ -46,6 +48,14 @@ class AccessPathMatch(Model):
 
 
 class AccessHeaderMatch(Model):
+    model_config = cel(
+        (
+            "self.type == 'Present' || (has(self.value) && size(self.value) > 0)",
+            "value is required unless type is Present",
+        ),
+        ("self.type != 'Present' || !has(self.value)", "value must be empty when type is Present"),
+    )
+
     name: str = Field(min_length=1, max_length=256)
     type: Literal["Exact", "Prefix", "Present"] = "Exact"
     value: str | None = None
@@ -55,7 +65,7 @@ class Operation(Model):
     """What a request does. All set fields must match; an empty list matches anything."""
 
     paths: list[AccessPathMatch] = Field(default_factory=list)
-    methods: list[str] = Field(default_factory=list)
+    methods: list[HttpMethod] = Field(default_factory=list, max_length=9)
     headers: list[AccessHeaderMatch] = Field(default_factory=list)
     case_insensitive: bool = Field(default=False, description="Match paths ignoring case.")
 
@@ -68,7 +78,7 @@ class AccessRule(Model):
 
 
 class AccessPolicySpec(Model):
-    target_ref: TargetRef
+    target_ref: ServiceRef
     mode: Literal["Enforce", "Shadow"] = "Enforce"
     rules: list[AccessRule] = Field(min_length=1, max_length=64)
 

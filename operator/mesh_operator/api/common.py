@@ -87,6 +87,13 @@ class TargetRef(Model):
     section_name: str | None = Field(default=None, description="A rule name of the TrafficPolicy.")
 
 
+class ServiceRef(Model):
+    """A Service in the policy's namespace."""
+
+    kind: Literal["Service"] = "Service"
+    name: DnsLabel
+
+
 class Condition(Model):
     type: str
     status: Literal["True", "False", "Unknown"]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus
+from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus, cel
 from mesh_operator.api.retry_policy import RetryBudget
 
 
@@ -17,6 +17,11 @@ class Mtls(Model):
 
 
 class Certificates(Model):
+    model_config = cel(
+        ("duration(self.workloadTtl) < duration(self.rootTtl)", "workloadTtl must be shorter than rootTtl"),
+        ("duration(self.workloadTtl) >= duration('10s')", "workloadTtl must be at least 10s"),
+    )
+
     workload_ttl: Duration = "24h"
     root_ttl: Duration = "87600h"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,13 @@ def _default_retry_on() -> list[RetryOn]:
 
 
 class Backoff(Model):
+    model_config = cel(
+        (
+            "!has(self.maxInterval) || duration(self.maxInterval) >= duration(self.baseInterval)",
+            "maxInterval must not be less than baseInterval",
+        )
+    )
+
     base_interval: Duration = "25ms"
     max_interval: Duration | None = Field(default=None, description="Defaults to 10 × baseInterval.")
 
@@ -42,13 +49,18 @@ class RetryPolicySpec(Model):
         (
             "self.targetRef.kind != 'TrafficPolicy' || has(self.targetRef.sectionName)",
             "targetRef.sectionName is required with kind TrafficPolicy",
-        )
+        ),
+        (
+            "!has(self.retryOn) || !('retriable-status-codes' in self.retryOn) || "
+            "(has(self.retriableStatusCodes) && size(self.retriableStatusCodes) > 0)",
+            "retriableStatusCodes: list the codes to retry when retryOn has retriable-status-codes",
+        ),
     )
 
     target_ref: TargetRef
     attempts: int = Field(default=2, ge=0, le=10, description="Retries after the first try.")
     retry_on: list[RetryOn] = Field(default_factory=_default_retry_on)
-    retriable_status_codes: list[int] = Field(default_factory=list, max_length=16)
+    retriable_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list, max_length=16)
     per_try_timeout: Duration | None = None
     backoff: Backoff | None = None
     budget: RetryBudget | None = None

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import DnsLabel, Duration, Model, ObjectMeta, Percent, PolicyStatus, TargetRef, cel
+from mesh_operator.api.common import DnsLabel, Duration, Model, ObjectMeta, Percent, PolicyStatus, ServiceRef, cel
 
 StringMatchType = Literal["Exact", "Prefix", "RegularExpression"]
 
@@ -21,7 +21,15 @@ class PathMatch(Model):
     value: str = Field(min_length=1)
 
 
+_VALUE_RULES = cel(
+    ("self.type == 'Present' || (has(self.value) && size(self.value) > 0)", "value is required unless type is Present"),
+    ("self.type != 'Present' || !has(self.value)", "value must be empty when type is Present"),
+)
+
+
 class HeaderMatch(Model):
+    model_config = _VALUE_RULES
+
     name: str = Field(min_length=1, max_length=256, pattern=r"^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     type: Literal["Exact", "Prefix", "RegularExpression", "Present"] = "Exact"
     value: str | None = None
@@ -29,6 +37,8 @@ class HeaderMatch(Model):
 
 
 class QueryParamMatch(Model):
+    model_config = _VALUE_RULES
+
     name: str = Field(min_length=1, max_length=256)
     type: Literal["Exact", "RegularExpression", "Present"] = "Exact"
     value: str | None = None
@@ -160,6 +170,13 @@ class HashOn(Model):
 
 
 class LoadBalancer(Model):
+    model_config = cel(
+        (
+            "!has(self.hashOn) || size(self.hashOn) == 0 || self.type in ['RingHash', 'Maglev']",
+            "hashOn needs type RingHash or Maglev",
+        )
+    )
+
     type: Literal["RoundRobin", "LeastRequest", "RingHash", "Maglev", "Random"] = "RoundRobin"
     hash_on: list[HashOn] = Field(default_factory=list, max_length=4)
     locality_aware: bool = Field(default=False, description="Prefer instances in the caller's zone/region.")
@@ -222,7 +239,24 @@ class ServiceTimeouts(Model):
 
 
 class TrafficPolicySpec(Model):
-    target_ref: TargetRef
+    model_config = cel(
+        (
+            "!has(self.subsets) || self.subsets.all(s, self.subsets.exists_one(t, t.name == s.name))",
+            "subsets: names must be unique",
+        ),
+        (
+            "!has(self.rules) || self.rules.all(r, !has(r.name) || "
+            "self.rules.exists_one(q, has(q.name) && q.name == r.name))",
+            "rules: names must be unique",
+        ),
+        (
+            "!has(self.rules) || self.rules.all(r, !has(r.backends) || r.backends.all(b, !has(b.subset) || "
+            "(has(self.subsets) && self.subsets.exists(s, s.name == b.subset))))",
+            "rules: every backend subset must be declared in spec.subsets",
+        ),
+    )
+
+    target_ref: ServiceRef
     subsets: list[Subset] = Field(default_factory=list, max_length=32)
     rules: list[Rule] = Field(default_factory=list, max_length=128)
     timeouts: ServiceTimeouts | None = None

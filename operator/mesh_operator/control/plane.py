@@ -89,7 +89,7 @@ class ControlPlane:
         os.chmod(self._tls_dir.name, 0o700)
         self._ssl = self._server_ssl()
         self._server = make_server(self.ads)
-        await self._server.start(self.xds_host, self.xds_port, ssl=self._ssl, reuse_address=True)
+        await self._server.start(self.xds_host, self.xds_port, ssl=self._ssl, reuse_address=True, backlog=4096)
         self.xds_port = self._server._server.sockets[0].getsockname()[1]
         await self.admin.start()
         self._renewals = asyncio.get_running_loop().create_task(self._renewal_loop())

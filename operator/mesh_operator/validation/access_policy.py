@@ -5,13 +5,9 @@ from __future__ import annotations
 from mesh_operator.api.access_policy import AccessPolicy
 from mesh_operator.validation.violations import Collector
 
-HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-
 
 def validate_access_policy(policy: AccessPolicy, c: Collector) -> None:
     s = c.at("spec")
-    if policy.spec.target_ref.kind != "Service" or policy.spec.target_ref.section_name:
-        s.error("targetRef", "an AccessPolicy targets a Service")
     for i, rule in enumerate(policy.spec.rules):
         rc = s.at("rules", i)
         for j, src in enumerate(rule.from_):
@@ -22,9 +18,6 @@ def validate_access_policy(policy: AccessPolicy, c: Collector) -> None:
                 rc.at("from", j).error("spiffeId", "set exactly one of exact, prefix")
         for j, op in enumerate(rule.to):
             oc = rc.at("to", j)
-            for k, m in enumerate(op.methods):
-                if m not in HTTP_METHODS:
-                    oc.at("methods").error(k, f"unknown HTTP method {m!r} (methods are upper case)")
             for k, h in enumerate(op.headers):
                 if h.type == "Present" and h.value is not None:
                     oc.at("headers", k).error("value", "must be empty when type is Present")

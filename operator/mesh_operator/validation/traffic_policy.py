@@ -16,10 +16,6 @@ _PROTECTED_HEADERS = {"host", "te", "connection", "upgrade", "keep-alive", "tran
 def validate_traffic_policy(policy: TrafficPolicy, c: Collector) -> None:
     spec = policy.spec
     s = c.at("spec")
-    if spec.target_ref.kind != "Service":
-        s.at("targetRef").error("kind", "a TrafficPolicy targets a Service")
-    if spec.target_ref.section_name is not None:
-        s.at("targetRef").error("sectionName", "a TrafficPolicy targets a whole Service; sectionName is not allowed")
 
     subsets = [sub.name for sub in spec.subsets]
     for name, n in Counter(subsets).items():
