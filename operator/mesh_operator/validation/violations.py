@@ -17,7 +17,7 @@ class Violation:
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{prefix}{self.path}: {self.message}"
+        return f"{prefix}{self.path}: {self.message}" if self.path else f"{prefix}{self.message}"
 
 
 def format_path(loc: Sequence[str | int]) -> str:
