@@ -10,10 +10,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from mesh_operator.api import AccessPolicy, RetryPolicy, TrafficPolicy
+from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.state import MeshState, Policy
 from mesh_operator.translate.status import CONFLICTED, INVALID, TARGET_NOT_FOUND, PolicyKey, PolicyOutcome
 from mesh_operator.validation import errors, validate_object, warnings
 from mesh_operator.validation.violations import Violation
+
+#: Validation results of unchanged policy objects are reused across translations.
+_VALIDATED: IdentityMemo[list[Violation]] = IdentityMemo()
 
 
 def key_of(p: Policy) -> PolicyKey:
@@ -44,7 +48,7 @@ def resolve(state: MeshState) -> Resolved:
     for p in sorted(state.policies, key=_age):
         outcome = PolicyOutcome(p.metadata.generation)
         r.outcomes[key_of(p)] = outcome
-        found = validate_object(p)
+        found = _VALIDATED.get((p,), lambda p=p: validate_object(p))  # type: ignore[misc]
         if errors(found):
             outcome.reject(INVALID, *errors(found))
             continue

@@ -5,9 +5,10 @@ from __future__ import annotations
 from mesh_operator.api.common import duration_ms
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
+from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
-from mesh_operator.translate.traffic import _match, provenance, service_routing
+from mesh_operator.translate.traffic import ServiceRouting, _match, provenance, service_routing
 from xds_server import ir
 
 
@@ -29,6 +30,9 @@ def service_identities(svc: ServiceInfo, trust_domain: str) -> tuple[str, ...]:
     return tuple(sorted({spiffe_id(trust_domain, i.namespace, i.service_account) for i in svc.instances}))
 
 
+_ROUTING: IdentityMemo[ServiceRouting] = IdentityMemo(maxsize=32_768)
+
+
 class ProxyBuilder:
     """Builds ProxyConfigs, computing each service's outbound routing once for all its callers."""
 
@@ -36,14 +40,25 @@ class ProxyBuilder:
         self.state = state
         self.resolved = resolved
         self.mesh = mesh_settings(state)
-        self._routing: dict[str, tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]] = {}
+        self._routing: dict[str, ServiceRouting] = {}
 
     def routing(self, service_key: str) -> tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]:
+        """A service's outbound routing, computed once per translation and reused across translations while
+        the service and every policy it depends on are the same objects."""
         if service_key not in self._routing:
             svc = self.state.services[service_key]
+            r = self.resolved
+            tp, retry = r.traffic.get(service_key), r.retry.get(service_key)
+            rule_retries = {rule: p for (s, rule), p in r.rule_retry.items() if s == service_key}
             ids = service_identities(svc, self.mesh.trust_domain)
-            self._routing[service_key] = service_routing(svc, self.state.mesh, self.resolved, ids)
-        return self._routing[service_key]
+            keys = (svc, self.state.mesh, tp, retry, ids, *(x for kv in sorted(rule_retries.items()) for x in kv))
+            result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
+            for key, warning in result.warnings:
+                if warning not in r.outcomes[key].violations:
+                    r.outcomes[key].warn(warning)
+            self._routing[service_key] = result
+        routing = self._routing[service_key]
+        return routing.routes, routing.clusters
 
     def build(self, w: WorkloadInfo) -> ir.ProxyConfig:
         node = ir.NodeInfo(

@@ -6,12 +6,15 @@ xDS stage), so every caller shares the same IR objects and the serialization cac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from mesh_operator.api import Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import duration_ms
 from mesh_operator.api.traffic_policy import HeaderModifier, Match, Rule
-from mesh_operator.translate.policies import Resolved, key_of
+from mesh_operator.translate.policies import key_of
 from mesh_operator.translate.state import ServiceInfo
-from mesh_operator.translate.status import PolicyOutcome
+from mesh_operator.translate.status import PolicyKey
 from mesh_operator.validation.violations import Violation
 from xds_server import ir
 
@@ -38,32 +41,45 @@ def cluster_name(svc: ServiceInfo, subset: str | None = None) -> str:
     return f"{base}|{subset}" if subset else base
 
 
+@dataclass(frozen=True)
+class ServiceRouting:
+    """What callers of one service get, plus warnings about the policies involved."""
+
+    routes: tuple[ir.Route, ...]
+    clusters: tuple[ir.Cluster, ...]
+    warnings: tuple[tuple[PolicyKey, Violation], ...]
+
+
 def service_routing(
-    svc: ServiceInfo, mesh: Mesh, r: Resolved, spiffe_ids: tuple[str, ...]
-) -> tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]:
-    """Routes (in match order, ending with a catch-all) and clusters for callers of ``svc``."""
-    key = f"{svc.namespace}/{svc.name}"
-    tp = r.traffic.get(key)
-    service_retry = r.retry.get(key)
+    svc: ServiceInfo,
+    mesh: Mesh,
+    tp: TrafficPolicy | None,
+    service_retry: RetryPolicy | None,
+    rule_retries: Mapping[str, RetryPolicy],
+    spiffe_ids: tuple[str, ...],
+) -> ServiceRouting:
+    """Routes (in match order, ending with a catch-all) and clusters for callers of ``svc``. Pure: the result
+    depends only on the arguments, so callers may memoize it."""
+    warnings: list[tuple[PolicyKey, Violation]] = []
     routes: list[ir.Route] = []
     subsets_used: set[str] = set()
     hash_on = _hash_on(tp)
     if tp is not None:
         for i, rule in enumerate(tp.spec.rules):
             rule_name = rule.name or f"rule-{i}"
-            retry_policy = r.rule_retry.get((key, rule.name or "")) or service_retry
-            routes.extend(_rule_routes(svc, tp, rule, rule_name, retry_policy, r, hash_on))
+            retry_policy = rule_retries.get(rule.name or "") or service_retry
+            routes.extend(_rule_routes(svc, tp, rule, rule_name, retry_policy, warnings, hash_on))
             subsets_used.update(b.subset for b in rule.backends if b.subset)
             if rule.mirror is not None and rule.mirror.subset:
                 subsets_used.add(rule.mirror.subset)
     if not any(_is_catch_all(route.match) for route in routes):
-        routes.append(_default_route(svc, tp, service_retry, r, hash_on))
+        routes.append(_default_route(svc, tp, service_retry, warnings, hash_on))
     clusters = [_cluster(svc, tp, None, mesh, service_retry, spiffe_ids)]
     if tp is not None:
         selectors = {s.name: s.labels for s in tp.spec.subsets}
         for subset in sorted(subsets_used):
             clusters.append(_cluster(svc, tp, subset, mesh, service_retry, spiffe_ids, selectors[subset]))
-    return tuple(routes), tuple(clusters)
+    return ServiceRouting(tuple(routes), tuple(clusters), tuple(warnings))
 
 
 def _is_catch_all(m: ir.RouteMatch) -> bool:
@@ -76,13 +92,13 @@ def _rule_routes(
     rule: Rule,
     rule_name: str,
     retry_policy: RetryPolicy | None,
-    r: Resolved,
+    warnings: list[tuple[PolicyKey, Violation]],
     hash_on: tuple[ir.HashPolicy, ...],
 ) -> list[ir.Route]:
     matches = [_match(m) for m in rule.matches] or [ir.RouteMatch()]
     prov = provenance(tp)
     timeout = _timeout_ms(tp, rule)
-    retry = _retry(retry_policy, timeout, r)
+    retry = _retry(retry_policy, timeout, warnings)
     redirect = None
     if rule.redirect is not None:
         rd = rule.redirect
@@ -141,7 +157,7 @@ def _default_route(
     svc: ServiceInfo,
     tp: TrafficPolicy | None,
     retry_policy: RetryPolicy | None,
-    r: Resolved,
+    warnings: list[tuple[PolicyKey, Violation]],
     hash_on: tuple[ir.HashPolicy, ...],
 ) -> ir.Route:
     timeout = _timeout_ms(tp, None)
@@ -152,7 +168,7 @@ def _default_route(
         clusters=(ir.WeightedCluster(cluster_name(svc), 100),),
         timeout_ms=timeout,
         idle_timeout_ms=duration_ms(idle) if idle else None,
-        retry=_retry(retry_policy, timeout, r),
+        retry=_retry(retry_policy, timeout, warnings),
         hash_on=hash_on,
         provenance=provenance(tp) if tp else None,
     )
@@ -166,21 +182,20 @@ def _timeout_ms(tp: TrafficPolicy | None, rule: Rule | None) -> int:
     return DEFAULT_REQUEST_TIMEOUT_MS
 
 
-def _retry(p: RetryPolicy | None, route_timeout_ms: int, r: Resolved) -> ir.Retry:
+def _retry(p: RetryPolicy | None, route_timeout_ms: int, warnings: list[tuple[PolicyKey, Violation]]) -> ir.Retry:
     if p is None:
         return DEFAULT_RETRY
     spec = p.spec
     per_try = duration_ms(spec.per_try_timeout) if spec.per_try_timeout else None
     if per_try is not None and per_try * (spec.attempts + 1) > route_timeout_ms:
-        outcome: PolicyOutcome = r.outcomes[key_of(p)]
         warning = Violation(
             "spec.perTryTimeout",
             f"{spec.attempts + 1} tries × {spec.per_try_timeout} exceed the route timeout of {route_timeout_ms} ms; "
             "later tries are cut short",
             "warning",
         )
-        if warning not in outcome.violations:
-            outcome.warn(warning)
+        if (key_of(p), warning) not in warnings:
+            warnings.append((key_of(p), warning))
     base = duration_ms(spec.backoff.base_interval) if spec.backoff else None
     top = duration_ms(spec.backoff.max_interval) if spec.backoff and spec.backoff.max_interval else None
     return ir.Retry(
