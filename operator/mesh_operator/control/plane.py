@@ -27,15 +27,17 @@ from aiohttp import web
 
 from mesh_operator.api.common import duration_ms
 from mesh_operator.control.certs import CertificateManager
+from mesh_operator.control.rotation import RootRotator, certz
 from mesh_operator.translate import MeshState, MeshTranslation, PolicyKey, PolicyOutcome, translate_mesh
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
 from xds_server.debounce import Debouncer
+from xds_server.errors import RotationError
 from xds_server.sds import bundle_secret, certificate_secret
 from xds_server.snapshot import SECRET, Snapshot
 from xds_server.sync import SyncTracker
-from xds_server.translate import snapshot_of, translate_proxy
+from xds_server.translate import snapshot_of_proxy
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ControlPlane:
         admin_port: int = 0,
         debounce: float = 0.1,
         max_debounce: float = 1.0,
+        ca_dir: Path | None = None,
     ) -> None:
         self.certs = certs
         self.cache = SnapshotCache()
@@ -70,6 +73,10 @@ class ControlPlane:
         self.ads = AdsServer(self.cache, self.sync, authorize=self.authorize)
         self.admin = AdminServer(self.cache, self.sync, host=admin_host, port=admin_port)
         self.admin.app.router.add_get("/debug/policyz", self._policyz)
+        self.rotator = RootRotator(self, ca_dir)
+        self.admin.app.router.add_get("/debug/certz", self._certz)
+        self.admin.app.router.add_post("/debug/rotate-root", self._rotate_root)
+        self.admin.app.router.add_post("/debug/rotate-identity", self._rotate_identity)
         self.xds_host, self.xds_port = xds_host, xds_port
         self.status = PlaneStatus()
         self._state: MeshState | None = None
@@ -122,6 +129,11 @@ class ControlPlane:
     async def wait_translated(self) -> None:
         await self._debouncer.wait_idle()
 
+    def retranslate(self) -> None:
+        """Publish again from the current state (after a certificate or trust bundle change)."""
+        if self._state is not None:
+            self._debouncer.trigger()
+
     # ---------------------------------------------------------------- translation
 
     async def _rebuild(self) -> None:
@@ -138,7 +150,7 @@ class ControlPlane:
         policies_by_node: dict[str, set[str]] = {}
         bundle_pem = self.certs.bundle.to_pem()
         for node_id, cfg in translated.proxies.items():
-            resources = snapshot_of(translate_proxy(cfg))
+            resources = snapshot_of_proxy(cfg)
             leaf = self.certs.leaf(cfg.node.spiffe_id)
             secrets = [
                 certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
@@ -169,6 +181,15 @@ class ControlPlane:
                 log.warning("refused secret %s of %s to peer %s", name, node_id, peer)
             return False
         return True
+
+    def identity_of(self, node_id: str) -> str | None:
+        return self._identities.get(node_id)
+
+    def trust_bundle_changed(self) -> None:
+        """Trust every root of the bundle for xDS clients too (a root rotation adds one). An SSLContext cannot
+        forget a root: a removed root stays trusted here until restart; SDS peers drop it at once."""
+        if self._ssl is not None:
+            self._ssl.load_verify_locations(cadata=self.certs.bundle.to_pem().decode())
 
     def _server_ssl(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -236,6 +257,33 @@ class ControlPlane:
         return web.json_response(
             {"generation": self.status.generation, "desired": self.status.desired, "policies": self.receipts()}
         )
+
+    async def _certz(self, request: web.Request) -> web.Response:
+        """Per identity serial, issuer, not-after, time left; the roots with an expiry warning; the rotation."""
+        return web.json_response(certz(self, self.rotator))
+
+    async def _rotate_root(self, request: web.Request) -> web.Response:
+        """``?step=next`` (default) or a step name; 409 with the reason when the step is refused."""
+        step = request.query.get("step", "next")
+        try:
+            status = await self.rotator.advance(None if step == "next" else step)
+        except ValueError:
+            return web.json_response({"error": f"unknown step {step!r}"}, status=400)
+        except RotationError as e:
+            return web.json_response({"error": str(e), "rotation": self.rotator.status()}, status=409)
+        return web.json_response(status)
+
+    async def _rotate_identity(self, request: web.Request) -> web.Response:
+        """``?identity=spiffe://...``: issue a new leaf for that identity now."""
+        identity = request.query.get("identity", "")
+        if identity not in self.certs.leaves():
+            return web.json_response({"error": f"no proxy has the identity {identity!r}"}, status=404)
+        self.certs.reissue(identity)
+        self.retranslate()
+        await self.wait_translated()
+        nodes = sorted(n for n, i in self._identities.items() if i == identity)
+        serial = f"{self.certs.leaves()[identity].serial_number:x}"
+        return web.json_response({"identity": identity, "serial": serial, "proxies": nodes})
 
 
 def _policies_of(cfg: Any) -> set[str]:

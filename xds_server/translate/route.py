@@ -1,0 +1,182 @@
+"""HTTP routes: matches, weighted clusters, mirrors, retries, redirects, rewrites, timeouts, header edits, hashing.
+
+One :class:`RouteConfiguration` per listener (outbound: a single virtual host with domains ``*`` because the
+listener is already specific to one service; inbound: the per-route limits plus a catch-all to the app).
+"""
+
+from __future__ import annotations
+
+from envoy_data_plane.envoy.config.core.v3 import HeaderValue, HeaderValueOption, HeaderValueOptionHeaderAppendAction
+from envoy_data_plane.envoy.config.route.v3 import (
+    RedirectAction,
+    RedirectActionRedirectResponseCode,
+    RetryPolicy,
+    RetryPolicyRetryBackOff,
+    Route,
+    RouteAction,
+    RouteActionHashPolicy,
+    RouteActionHashPolicyConnectionProperties,
+    RouteActionHashPolicyCookie,
+    RouteActionHashPolicyHeader,
+    RouteActionRequestMirrorPolicy,
+    RouteConfiguration,
+    VirtualHost,
+    WeightedCluster,
+    WeightedClusterClusterWeight,
+)
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatchAndSubstitute
+from envoy_data_plane.google.protobuf import Any
+
+from xds_server import ir
+from xds_server.serialize import new
+from xds_server.translate import fault, ratelimit
+from xds_server.translate._common import ms, regex, runtime_fraction
+from xds_server.translate.matchers import route_match
+from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
+
+_REDIRECT_CODES = {
+    301: RedirectActionRedirectResponseCode.MOVED_PERMANENTLY,
+    302: RedirectActionRedirectResponseCode.FOUND,
+    303: RedirectActionRedirectResponseCode.SEE_OTHER,
+    307: RedirectActionRedirectResponseCode.TEMPORARY_REDIRECT,
+    308: RedirectActionRedirectResponseCode.PERMANENT_REDIRECT,
+}
+
+
+def header_options(edits: ir.HeaderEdits) -> list[HeaderValueOption]:
+    overwrite = HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
+    append = HeaderValueOptionHeaderAppendAction.APPEND_IF_EXISTS_OR_ADD
+    return [
+        new(HeaderValueOption, header=new(HeaderValue, key=k, value=v), append_action=overwrite) for k, v in edits.set
+    ] + [new(HeaderValueOption, header=new(HeaderValue, key=k, value=v), append_action=append) for k, v in edits.add]
+
+
+def hash_policy(h: ir.HashPolicy) -> RouteActionHashPolicy:
+    if h.kind == "header":
+        return new(RouteActionHashPolicy, header=new(RouteActionHashPolicyHeader, header_name=h.name))
+    if h.kind == "cookie":
+        ttl = ms(h.cookie_ttl_ms) if h.cookie_ttl_ms is not None else None
+        return new(RouteActionHashPolicy, cookie=new(RouteActionHashPolicyCookie, name=h.name, ttl=ttl))
+    return new(
+        RouteActionHashPolicy, connection_properties=new(RouteActionHashPolicyConnectionProperties, source_ip=True)
+    )
+
+
+def retry_policy(r: ir.Retry) -> RetryPolicy:
+    retry_on = list(r.retry_on)
+    if r.retriable_status_codes and "retriable-status-codes" not in retry_on:
+        retry_on.append("retriable-status-codes")
+    back_off = None
+    if r.backoff_base_ms is not None:
+        back_off = new(
+            RetryPolicyRetryBackOff,
+            base_interval=ms(r.backoff_base_ms),
+            max_interval=ms(r.backoff_max_ms) if r.backoff_max_ms is not None else None,
+        )
+    return new(
+        RetryPolicy,
+        retry_on=",".join(retry_on),
+        num_retries=r.attempts,
+        per_try_timeout=ms(r.per_try_timeout_ms) if r.per_try_timeout_ms is not None else None,
+        retry_back_off=back_off,
+        retriable_status_codes=list(r.retriable_status_codes),
+    )
+
+
+def redirect(r: ir.Redirect) -> RedirectAction:
+    return new(
+        RedirectAction,
+        scheme_redirect=r.scheme,
+        host_redirect=r.host or "",
+        port_redirect=r.port or 0,
+        path_redirect=r.path,
+        prefix_rewrite=r.prefix if r.path is None else None,
+        response_code=_REDIRECT_CODES.get(r.status, RedirectActionRedirectResponseCode.FOUND),
+    )
+
+
+def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> RouteAction:
+    action = new(
+        RouteAction,
+        request_mirror_policies=[
+            new(RouteActionRequestMirrorPolicy, cluster=m.cluster, runtime_fraction=runtime_fraction(m.percent))
+            for m in r.mirrors
+        ],
+        hash_policy=[hash_policy(h) for h in (r.hash_on or extra_hash)],
+        timeout=ms(r.timeout_ms) if r.timeout_ms is not None else None,
+        idle_timeout=ms(r.idle_timeout_ms) if r.idle_timeout_ms is not None else None,
+        retry_policy=retry_policy(r.retry) if r.retry is not None else None,
+        host_rewrite_literal=r.host_rewrite,
+    )
+    if len(r.clusters) == 1:
+        action.cluster = r.clusters[0].cluster
+    else:
+        action.weighted_clusters = new(
+            WeightedCluster,
+            clusters=[new(WeightedClusterClusterWeight, name=c.cluster, weight=c.weight) for c in r.clusters],
+        )
+    if r.path_rewrite is not None:
+        kind, value = r.path_rewrite
+        if kind == "prefix":
+            action.prefix_rewrite = value
+        else:
+            action.regex_rewrite = new(
+                RegexMatchAndSubstitute, pattern=regex("^.*$"), substitution=value.replace("\\", "\\\\")
+            )
+    return action
+
+
+def outbound_route(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> Route:
+    """One outbound route. ``extra_hash``: hash policies of the target cluster's consistent-hash LB."""
+    per_filter: dict[str, Any] = {}
+    if r.fault is not None:
+        per_filter[fault.FILTER_NAME] = fault.per_route(r.fault)
+    msg = new(
+        Route,
+        name=r.name,
+        match=route_match(r.match),
+        metadata=metadata([r.provenance, r.retry.provenance if r.retry else None]),
+        typed_per_filter_config=per_filter,
+        request_headers_to_add=header_options(r.request_headers),
+        request_headers_to_remove=list(r.request_headers.remove),
+        response_headers_to_add=header_options(r.response_headers),
+        response_headers_to_remove=list(r.response_headers.remove),
+        stat_prefix=route_stat_prefix(r),
+    )
+    if r.redirect is not None:
+        msg.redirect = redirect(r.redirect)
+    else:
+        msg.route = route_action(r, extra_hash)
+    return msg
+
+
+def inbound_route(r: ir.Route, local_cluster: str) -> Route:
+    """An inbound route: the request already reached its destination; only per-route limits apply here."""
+    per_filter: dict[str, Any] = {}
+    if r.rate_limit is not None:
+        per_filter[ratelimit.FILTER_NAME] = ratelimit.per_route(r.rate_limit, route_stat_prefix(r))
+    return new(
+        Route,
+        name=r.name,
+        match=route_match(r.match),
+        route=new(
+            RouteAction,
+            cluster=local_cluster,
+            timeout=ms(r.timeout_ms) if r.timeout_ms is not None else None,
+            idle_timeout=ms(r.idle_timeout_ms) if r.idle_timeout_ms is not None else None,
+        ),
+        metadata=metadata([r.provenance]),
+        typed_per_filter_config=per_filter,
+        stat_prefix=route_stat_prefix(r),
+    )
+
+
+def route_configuration(name: str, routes: list[Route], domains: tuple[str, ...] = ("*",)) -> RouteConfiguration:
+    return new(
+        RouteConfiguration,
+        name=name,
+        virtual_hosts=[new(VirtualHost, name=stat_name(name), domains=list(domains), routes=routes)],
+        # Clusters arrive over CDS before routes (make-before-break); do not reject a route config for a cluster
+        # that is momentarily missing, answer 503 instead.
+        validate_clusters=False,
+    )
