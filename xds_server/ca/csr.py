@@ -27,6 +27,7 @@ _PARSE_ERRORS = (
     UnsupportedAlgorithm,
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
 )
 
 
