@@ -440,6 +440,9 @@ class _Session:
         hold = self._hold_removals(entry)
         deferred = False
         for t in TYPE_ORDER:
+            if t in self.dirty:  # dirtied by an earlier push of this round (endpoints after a cluster change)
+                dirty.add(t)
+                self.dirty.discard(t)
             st = self.states.get(t)
             if st is None or not st.initialized or t not in dirty:
                 continue
@@ -471,6 +474,8 @@ class _Session:
             st.synced_with = prepared if whole and not st.holding else None
             if not changed and not removed and not st.force:
                 return
+            if t == CLUSTER:
+                self._refresh_endpoints([r.name for r in changed if st.known.get(r.name) is not None])
             version = self._version(t, st, entry, desired)
             nonce = self.server.next_nonce()
             body = wire.delta_discovery_response(
@@ -498,10 +503,33 @@ class _Session:
             else:
                 entries = b"".join(prepared.sotw_entry(r) for r in desired.values())
             body = wire.discovery_response(version, t, nonce, entries)
+            if t == CLUSTER:
+                self._refresh_endpoints(
+                    [n for n, r in desired.items() if n in st.sent and st.sent[n].version != r.version]
+                )
             st.sent = desired
         st.sent_version, st.nonce, st.pending, st.force = version, nonce, True, False
         self.server.sync.sent(self.node_id, self.stream_id, t, version)
         await self.stream.send_message(body)
+
+    def _refresh_endpoints(self, clusters: list[str]) -> None:
+        """Resend the endpoints of updated clusters, changed or not.
+
+        Envoy replaces an updated EDS cluster with a new one that stays warming until it receives that cluster's
+        endpoints; if the server sent nothing (they did not change), the update would wait out Envoy's 15 s
+        initial-fetch timeout. The endpoint push follows the cluster push on the same stream, so Envoy has the new
+        cluster by the time the endpoints arrive.
+        """
+        eds = self.states.get(ENDPOINT)
+        if not clusters or eds is None or not eds.initialized:
+            return
+        if self.delta:
+            for name in clusters:
+                eds.known.pop(name, None)
+            eds.synced_with = None
+        else:
+            eds.force = True
+        self.dirty.add(ENDPOINT)
 
     def _check_converged(self, entry: CacheEntry) -> None:
         if self.converged_version == entry.version:

@@ -15,10 +15,10 @@ import pytest
 
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
-from xds_server.snapshot import LISTENER
+from xds_server.snapshot import CLUSTER, LISTENER, Snapshot
 from xds_server.sync import SyncTracker
 from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap, free_port
-from xds_server.testing.resources import bad_listener, simple_snapshot
+from xds_server.testing.resources import bad_listener, eds_cluster, simple_snapshot
 from xds_server.testing.server import XdsServerProcess, write_snapshots
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
@@ -212,3 +212,25 @@ async def test_moving_a_route_to_a_new_cluster_and_removing_the_old_one_fails_no
             stop.set()
             await task
     assert failures == []
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+async def test_a_changed_cluster_with_unchanged_endpoints_is_applied_within_a_second(plane, upstream, delta):
+    # Envoy rebuilds an updated EDS cluster and keeps it warming until it gets that cluster's endpoints; unless the
+    # server resends them, the update (and its ACK) waits out Envoy's 15 s initial-fetch timeout.
+    listener_port = free_port()
+    plane.cache.set_snapshot("proxy-1", simple_snapshot(upstream, listener_port, tag="v1"))
+    async with EnvoyProcess(ads_bootstrap("proxy-1", plane.port, delta=delta)) as envoy:
+        await envoy.wait_ready_async()
+        updated = simple_snapshot(upstream, listener_port, tag="v1")
+        items = [r for t, by_name in updated.resources.items() if t != CLUSTER for r in by_name.values()]
+        plane.cache.set_snapshot(
+            "proxy-1", Snapshot.from_resources([*items, eds_cluster("backend", connect_timeout="2s")])
+        )
+        want = plane.cache.get("proxy-1").version  # type: ignore[union-attr]
+        start = time.monotonic()
+        await eventually(
+            _async(lambda: plane.sync.proxies()["proxy-1"].acked_version == want), timeout=10, what="the ACK"
+        )
+        assert time.monotonic() - start < 1.0
+        assert envoy.stats().get("cluster_manager.warming_clusters", 0) == 0
