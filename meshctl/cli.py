@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from meshctl import commands, status
+from meshctl import certs, commands, status
 from meshctl.admin_client import DEFAULT_ADMIN
 
 
@@ -54,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin", default=DEFAULT_ADMIN)
     p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     p.set_defaults(func=status.proxy_config)
+
+    certs_parser = sub.add_parser("certs", help="workload certificates, roots and staged root rotation")
+    certs_sub = certs_parser.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    p = certs_sub.add_parser("status", help="per identity serial, issuer, expiry; roots with expiry warnings")
+    p.add_argument("--admin", default=DEFAULT_ADMIN, help=f"control plane admin URL (default {DEFAULT_ADMIN})")
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.set_defaults(func=certs.status)
+    p = certs_sub.add_parser("rotate", help="reissue one identity's certificate, or rotate the root in stages")
+    p.add_argument("--admin", default=DEFAULT_ADMIN, help=f"control plane admin URL (default {DEFAULT_ADMIN})")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--identity", metavar="NS/SA", help="reissue the certificate of this service account")
+    which.add_argument("--root", action="store_true", help="every step of a staged root rotation, waiting for proxies")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the proxies at each step")
+    p.set_defaults(func=certs.rotate)
     return parser
 
 

@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from xds_server.ca import IssuedKeypair, Issuer, SpiffeId, TrustBundle, renewal_time_for
+from xds_server.ca import IssuedKeypair, Issuer, SpiffeId, TrustBundle, renewal_time
+from xds_server.ca.renewal import DEFAULT_SAFETY_MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class CertificateManager:
         current = self._leaves.get(identity)
         if current is None or now >= current.renew_at:
             keypair = self.issuer.issue_keypair(SpiffeId.parse(identity), ttl=self.leaf_ttl, now=now)
-            renew_at = renewal_time_for(keypair.certificate, rng=self._rng)
+            renew_at = _renew_at(keypair, now, self._rng)
             self._leaves[identity] = current = Leaf(keypair, renew_at)
             log.info("issued %s serial=%x not_after=%s", identity, keypair.serial_number, keypair.not_after.isoformat())
         return current.keypair
@@ -62,5 +63,20 @@ class CertificateManager:
             self.leaf_ttl = ttl
             self._leaves.clear()
 
+    def reissue(self, identity: str) -> None:
+        """Issue a new leaf for ``identity`` at the next translation (``meshctl certs rotate --identity``)."""
+        self._leaves.pop(identity, None)
+
+    def reissue_all(self) -> None:
+        """Issue every leaf again at the next translation (root rotation: re-sign with the new issuer)."""
+        self._leaves.clear()
+
     def leaves(self) -> dict[str, IssuedKeypair]:
         return {k: v.keypair for k, v in self._leaves.items()}
+
+
+def _renew_at(keypair: IssuedKeypair, now: datetime, rng: random.Random) -> datetime:
+    """About half of the life left at issuance (not counting the backdated ``notBefore``), with jitter. The safety
+    margin shrinks with short lifetimes: a fixed 5 min margin would make a 30 s certificate due at once, forever."""
+    left = keypair.not_after - now
+    return renewal_time(now, keypair.not_after, rng=rng, safety_margin=min(DEFAULT_SAFETY_MARGIN, left / 4))

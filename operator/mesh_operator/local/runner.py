@@ -82,12 +82,15 @@ class LocalMesh:
         state = loaded.state()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trust_domain = state.mesh.spec.trust_domain
+        ca_dir = self.state_dir / "ca" / trust_domain
         try:
-            issuer = store.load_or_create(self.state_dir / "ca" / trust_domain, trust_domain)
+            issuer = store.load_or_create(ca_dir, trust_domain)
         except XdsError as e:
             raise LocalModeError(f"certificate authority: {e}") from e
         self._certs = CertificateManager(issuer, leaf_ttl=_leaf_ttl(state))
-        self.plane = ControlPlane(self._certs, xds_port=self.options.xds_port, admin_port=self.options.admin_port)
+        self.plane = ControlPlane(
+            self._certs, xds_port=self.options.xds_port, admin_port=self.options.admin_port, ca_dir=ca_dir
+        )
         try:
             await self.plane.start()
         except OSError as e:

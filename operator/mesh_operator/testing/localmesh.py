@@ -25,10 +25,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -74,6 +75,22 @@ def http(
             )
     except urllib.error.HTTPError as e:
         return Response(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read(), time.monotonic() - start)
+
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Call ``check`` until it returns something truthy and return that; after ``timeout`` seconds raise
+    ``TimeoutError`` naming the last value (a bounded wait for asynchronous effects such as ejections)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"still {value!r} after {timeout}s")
+        time.sleep(interval)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -250,10 +267,9 @@ class RunningMesh:
                 _wait_port(wl.app_port, timeout)
 
     def stop(self) -> None:
-        """Stop the control plane the way a user does (SIGTERM): it stops every process it started."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        """Stop the control plane the way a user does (SIGTERM): it stops every process it started. Sidecars
+        and workloads left behind (e.g. after :meth:`kill_control_plane` with no restart) are killed too."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
@@ -317,15 +333,47 @@ class RunningMesh:
         return [f"{w.namespace}/{w.name}" for w in self.builder.workloads.values()]
 
     def edit(self, file: str, text: str, *, timeout: float = 10.0) -> float:
-        """Write a policy file and wait until every proxy ACKs the change. Returns the seconds it took."""
-        before = self.versions()
+        """Write a policy file and wait until every proxy ACKs the change. Returns the seconds it took.
+
+        "The change": the control plane's desired snapshot of at least one proxy differs from before; then every
+        proxy (changed or not) must have ACKed its desired snapshot. An edit that changes no proxy's config (or
+        is rejected as invalid) therefore times out: use :meth:`write` for those."""
+        before = self.desired()
         start = time.monotonic()
+        self.write(file, text)
+        self.wait_applied(timeout=timeout, changed_from=before)
+        return time.monotonic() - start
+
+    def write(self, file: str, text: str) -> None:
+        """Replace a file of the mesh directory atomically (the control plane sees one change), without waiting."""
         path = self.builder.mesh_dir / file
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-        self.wait_converged(timeout=timeout, changed_from=before)
-        return time.monotonic() - start
+
+    def desired(self) -> dict[str, str]:
+        """Node id -> the snapshot version the control plane's last translation wants it to run."""
+        result: dict[str, str] = self.admin("/debug/policyz")["desired"]
+        return result
+
+    def wait_applied(self, *, timeout: float = 10.0, changed_from: dict[str, str] | None = None) -> None:
+        """Until every workload's proxy ACKed the version the last translation wants for it (and, with
+        ``changed_from``, that translation differs from ``changed_from`` for at least one proxy)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"control plane exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                desired = self.desired()
+                acked = self.versions()
+                last = {"desired": desired, "acked": acked}
+                if (changed_from is None or desired != changed_from) and all(
+                    node in desired and acked.get(node) == desired[node] for node in self.node_ids()
+                ):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"config not applied in {timeout}s: {json.dumps(last)[:2000]}\n{self.log()[-4000:]}")
 
     # ------------------------------------------------------------- traffic
 
@@ -348,6 +396,18 @@ class RunningMesh:
             if value.strip().lstrip("-").isdigit():
                 out[name] = int(value)
         return out
+
+    def stat_sum(self, workload: str, pattern: str) -> int:
+        """The sum of one sidecar's counters/gauges whose name matches the regex ``pattern`` (e.g.
+        ``r"^cluster\\.backend.*\\.upstream_rq_retry$"``); 0 when none exists yet."""
+        return sum(self.stats(workload, pattern).values())
+
+    def get_concurrently(
+        self, caller: str, service: str, paths: list[str], *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> list[Response]:
+        """One request per path, all in flight at once (one thread each); responses in the order of ``paths``."""
+        with ThreadPoolExecutor(max_workers=max(1, len(paths))) as pool:
+            return list(pool.map(lambda p: self.get(caller, service, p, headers=headers, **kwargs), paths))
 
     def access_log(self, workload: str) -> list[str]:
         path = self.builder.state_dir / "proxies" / f"{self.builder.namespace}_{workload}" / "access.log"
