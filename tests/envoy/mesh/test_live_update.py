@@ -1,0 +1,123 @@
+"""Live updates: an edited policy file changes traffic within 2 s; an invalid edit is reported and ignored; a
+config Envoy rejects (NACK) is reported by ``meshctl status`` and leaves every other proxy untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh, eventually, http
+
+pytestmark = pytest.mark.timeout(90)
+
+VERSIONS = [
+    {"name": "backend-v1", "labels": {"version": "v1"}},
+    {"name": "backend-v2", "labels": {"version": "v2"}},
+]
+
+
+def split(v1: int, v2: int, extra_rule: str = "") -> str:
+    return f"""
+apiVersion: meshwork.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: backend}}
+spec:
+  targetRef: {{name: backend}}
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+  rules:{extra_rule}
+    - name: split
+      backends: [{{subset: v1, weight: {v1}}}, {{subset: v2, weight: {v2}}}]
+"""
+
+
+def served(m: RunningMesh, n: int = 20) -> set[str]:
+    return {m.get("caller", "backend", f"/r{i}").served_by for i in range(n)}
+
+
+def meshctl_status(m: RunningMesh) -> tuple[int, str, dict[str, Any]]:
+    """``meshctl status`` against the control plane: exit code, table output, JSON output."""
+    argv = [sys.executable, "-m", "meshctl", "status", "--admin", f"http://127.0.0.1:{m.admin_port}"]
+    table = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    doc = subprocess.run([*argv, "-o", "json"], capture_output=True, text=True, timeout=30)
+    assert doc.returncode == table.returncode
+    return table.returncode, table.stdout, json.loads(doc.stdout)
+
+
+def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_two_seconds(mesh: LocalMeshBuilder) -> None:
+    mesh.service("backend", instances=VERSIONS)
+    mesh.client("caller", upstreams=["backend"])
+    file = mesh.policy(split(100, 0))
+    with mesh.run() as m:
+        assert served(m) == {"backend-v1"}
+        start = time.monotonic()
+        took = m.edit(file, split(0, 100))  # returns once every proxy ACKed the new config
+        assert served(m) == {"backend-v2"}
+        assert took < 2.0 and time.monotonic() - start < 2.0, took
+
+
+def test_an_invalid_edit_is_reported_and_ignored_and_traffic_keeps_the_last_good_config(
+    mesh: LocalMeshBuilder,
+) -> None:
+    mesh.service("backend", instances=VERSIONS)
+    mesh.client("caller", upstreams=["backend"])
+    file = mesh.policy(split(100, 0))
+    with mesh.run() as m:
+        desired = m.desired()
+        m.write(file, split(0, 100).replace("weight: 100", "weight: lots"))  # a schema error
+        eventually(lambda: "edit ignored" in m.log(), timeout=10)
+        log = m.log()
+        assert "weight" in log  # the violation names its field
+        assert m.desired() == desired  # nothing was translated, nothing sent
+        assert served(m) == {"backend-v1"}
+        assert m.policies()["TrafficPolicy/default/backend"]["accepted"]["status"] == "True"
+        code, _, _ = meshctl_status(m)
+        assert code == 0  # every proxy still SYNCED on the last good config
+
+
+#: Passes our validation (fillInterval >= 1ms) but Envoy's local rate limiter refuses a fill interval below 50 ms:
+#: the backend sidecars NACK their inbound route configuration.
+REJECTED_RULE = """
+    - name: limited
+      matches: [{path: {type: PathPrefix, value: /limited}}]
+      rateLimit: {maxTokens: 5, tokensPerFill: 1, fillInterval: 10ms}"""
+
+
+def test_a_config_envoy_rejects_is_reported_by_meshctl_status_and_affects_no_other_proxy(
+    mesh: LocalMeshBuilder,
+) -> None:
+    mesh.service("backend", instances=VERSIONS[:1])
+    mesh.service("other")
+    mesh.client("caller", upstreams=["backend", "other"])
+    file = mesh.policy(split(100, 0))
+    with mesh.run() as m:
+        good = m.desired()
+        m.write(file, split(100, 0, REJECTED_RULE))
+
+        eventually(lambda: m.policies()["TrafficPolicy/default/backend"]["rejected"], timeout=10)
+        code, table, doc = meshctl_status(m)
+        assert code == 1
+        states = {r["proxy"]: r["state"] for r in doc["proxies"]}
+        assert states == {"default/backend-v1": "REJECTING", "default/other-1": "SYNCED", "default/caller": "SYNCED"}
+        assert "default/backend-v1 rejected RouteConfiguration" in table
+        assert "50ms" in table  # Envoy's own reason, shown as is
+        receipt = doc["policies"]["TrafficPolicy/default/backend"]
+        assert list(receipt["rejected"]) == ["default/backend-v1"]
+        assert m.desired()["default/other-1"] == good["default/other-1"]
+
+        # The rejecting proxy keeps serving its last good config; nobody else noticed.
+        assert served(m) == {"backend-v1"}
+        assert m.get("caller", "backend", "/limited").status == 200  # the rejected rate limit is not in force
+        assert {m.get("caller", "other", f"/o{i}").served_by for i in range(10)} == {"other-1"}
+        metrics = http(f"http://127.0.0.1:{m.admin_port}/metrics").body.decode()
+        assert 'meshwork_xds_nacks_total{type="RouteConfiguration"}' in metrics
+
+        # Fixing the file clears the rejection.
+        m.edit(file, split(100, 0))
+        code, _, doc = meshctl_status(m)
+        assert code == 0
+        assert {r["state"] for r in doc["proxies"]} == {"SYNCED"}
