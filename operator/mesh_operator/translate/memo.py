@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from pydantic import BaseModel
+
 V = TypeVar("V")
 
 
@@ -39,6 +41,8 @@ class IdentityMemo(Generic[V]):
 
 
 def _key(x: object) -> Hashable:
+    if isinstance(x, BaseModel):  # API objects: lists and dicts inside, compared by identity
+        return ("id", id(x))
     try:
         hash(x)
     except TypeError:

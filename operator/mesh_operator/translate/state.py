@@ -96,8 +96,12 @@ class MeshState:
 _PROTOCOLS: dict[str, Protocol] = {"HTTP": "http", "HTTP2": "http2", "TCP": "tcp"}
 
 
+_DEFAULT_MESH = Mesh(metadata=ObjectMeta(name="default"))
+
+
 def default_mesh() -> Mesh:
-    return Mesh(metadata=ObjectMeta(name="default"))
+    """The settings in force when no Mesh object exists (one shared object, so memoized results stay valid)."""
+    return _DEFAULT_MESH
 
 
 def state_from_objects(objects: Iterable[object]) -> MeshState:
