@@ -8,11 +8,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from meshctl.errors import AdminUnavailable
+
+__all__ = ["DEFAULT_ADMIN", "AdminUnavailable", "get"]
+
 DEFAULT_ADMIN = "http://127.0.0.1:15014"
-
-
-class AdminUnavailable(Exception):
-    pass
 
 
 def get(admin: str, path: str, **query: str) -> Any:

@@ -62,5 +62,11 @@ def local_run(args: argparse.Namespace) -> int:
         start_workloads=not args.no_workloads,
         envoy_log_level=args.envoy_log_level,
         delta=args.delta,
+        ca_cert=Path(args.ca_cert) if args.ca_cert else None,
+        ca_key=Path(args.ca_key) if args.ca_key else None,
+        ca_chain=Path(args.ca_chain) if args.ca_chain else None,
     )
+    if (options.ca_cert is None) != (options.ca_key is None):
+        err("--ca-cert and --ca-key go together")
+        return 2
     return asyncio.run(run(options))

@@ -56,10 +56,11 @@ def status(args: argparse.Namespace) -> int:
         err(str(e))
         return 2
     rows = proxy_rows(sync, policyz.get("desired", {}))
+    problems = policyz.get("problems", [])
     policies = policyz.get("policies", {})
     rejecting = [r for r in rows if r["state"] == REJECTING]
     if args.output != "table":
-        dump({"proxies": rows, "policies": policies}, args.output)
+        dump({"proxies": rows, "policies": policies, "problems": problems}, args.output)
     else:
         table(
             ["PROXY", "STATE", "STREAM", "CONNECTED", "ACKED", "DESIRED"],
@@ -83,7 +84,9 @@ def status(args: argparse.Namespace) -> int:
                     for name, p in sorted(policies.items())
                 ],
             )
-    return 1 if rejecting else 0
+        for problem in problems:
+            print(f"\ncontrol plane problem: {problem}")
+    return 1 if rejecting or problems else 0
 
 
 def proxy_config(args: argparse.Namespace) -> int:

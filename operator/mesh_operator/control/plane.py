@@ -32,8 +32,9 @@ from mesh_operator.translate import MeshState, MeshTranslation, PolicyKey, Polic
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
+from xds_server.consistency import missing_references
 from xds_server.debounce import Debouncer
-from xds_server.errors import RotationError
+from xds_server.errors import CertificateError, RotationError
 from xds_server.sds import bundle_secret, certificate_secret
 from xds_server.snapshot import SECRET, Snapshot
 from xds_server.sync import SyncTracker
@@ -52,6 +53,8 @@ class PlaneStatus:
     desired: dict[str, str] = field(default_factory=dict)
     #: node id -> the policies (``Kind/ns/name``) its config carries
     policies_by_node: dict[str, set[str]] = field(default_factory=dict)
+    #: control-plane problems of the last translation (certificates that could not be issued, ...)
+    problems: list[str] = field(default_factory=list)
 
 
 class ControlPlane:
@@ -149,27 +152,46 @@ class ControlPlane:
         identities: dict[str, str] = {}
         policies_by_node: dict[str, set[str]] = {}
         bundle_pem = self.certs.bundle.to_pem()
+        problems: list[str] = []
         for node_id, cfg in translated.proxies.items():
+            identities[node_id] = cfg.node.spiffe_id
+            policies_by_node[node_id] = _policies_of(cfg)
             resources = snapshot_of_proxy(cfg)
-            leaf = self.certs.leaf(cfg.node.spiffe_id)
+            try:
+                leaf = self.certs.leaf(cfg.node.spiffe_id)
+            except CertificateError as e:
+                # Fail safe: the proxy keeps its last config (and certificate) rather than losing mTLS.
+                problems.append(f"{node_id}: cannot issue a certificate for {cfg.node.spiffe_id}: {e}")
+                self._keep_previous(node_id, desired)
+                continue
             secrets = [
                 certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
                 bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
             ]
             items = [r for by_name in resources.resources.values() for r in by_name.values()] + secrets
             snap = Snapshot.from_resources(items)
+            missing = missing_references(cfg, snap)
+            if missing:
+                problems.append(f"{node_id}: inconsistent snapshot not sent, missing {', '.join(missing)}")
+                self._keep_previous(node_id, desired)
+                continue
             self.cache.set_snapshot(node_id, snap)
             desired[node_id] = snap.version
-            identities[node_id] = cfg.node.spiffe_id
-            policies_by_node[node_id] = _policies_of(cfg)
         for gone in set(self._identities) - set(identities):
             self.cache.clear_snapshot(gone)
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
-        self.status = PlaneStatus(self.status.generation + 1, translated.outcomes, desired, policies_by_node)
+        for problem in problems:
+            log.error("%s", problem)
+        self.status = PlaneStatus(self.status.generation + 1, translated.outcomes, desired, policies_by_node, problems)
         if not self.cache.ready:
             self.cache.mark_ready()
         log.info("translated %d proxies (generation %d)", len(desired), self.status.generation)
+
+    def _keep_previous(self, node_id: str, desired: dict[str, str]) -> None:
+        previous = self.status.desired.get(node_id)
+        if previous is not None:
+            desired[node_id] = previous
 
     # ---------------------------------------------------------------- security
 
@@ -255,7 +277,12 @@ class ControlPlane:
     async def _policyz(self, request: web.Request) -> web.Response:
         """Every policy: Accepted, and its delivery receipt (proxies applied / affected, rejections)."""
         return web.json_response(
-            {"generation": self.status.generation, "desired": self.status.desired, "policies": self.receipts()}
+            {
+                "generation": self.status.generation,
+                "desired": self.status.desired,
+                "problems": self.status.problems,
+                "policies": self.receipts(),
+            }
         )
 
     async def _certz(self, request: web.Request) -> web.Response:

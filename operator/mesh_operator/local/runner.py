@@ -45,6 +45,10 @@ class LocalOptions:
     start_workloads: bool = True
     envoy_log_level: str = "warning"
     delta: bool = False
+    #: A user-supplied root or intermediate CA (PEM files) instead of the self-signed root in the state directory.
+    ca_cert: Path | None = None
+    ca_key: Path | None = None
+    ca_chain: Path | None = None
 
     def resolved_state_dir(self) -> Path:
         if self.state_dir is not None:
@@ -84,7 +88,12 @@ class LocalMesh:
         trust_domain = state.mesh.spec.trust_domain
         ca_dir = self.state_dir / "ca" / trust_domain
         try:
-            issuer = store.load_or_create(ca_dir, trust_domain)
+            if self.options.ca_cert is not None and self.options.ca_key is not None:
+                issuer = store.load_issuer_files(
+                    self.options.ca_cert, self.options.ca_key, self.options.ca_chain, trust_domain=trust_domain
+                )
+            else:
+                issuer = store.load_or_create(ca_dir, trust_domain)
         except XdsError as e:
             raise LocalModeError(f"certificate authority: {e}") from e
         self._certs = CertificateManager(issuer, leaf_ttl=_leaf_ttl(state))

@@ -211,9 +211,12 @@ class LocalMeshBuilder:
             (self.mesh_dir / name).write_text(text)
 
     @contextlib.contextmanager
-    def run(self, *, timeout: float = 60.0, delta: bool = False) -> Iterator[RunningMesh]:
+    def run(
+        self, *, timeout: float = 60.0, delta: bool = False, extra_args: list[str] | None = None
+    ) -> Iterator[RunningMesh]:
+        """Start ``meshctl local run`` (``extra_args`` are appended to its command line)."""
         self.write()
-        running = RunningMesh(self, free_port(), free_port(), delta=delta)
+        running = RunningMesh(self, free_port(), free_port(), delta=delta, extra_args=extra_args)
         try:
             running.start(timeout=timeout)
             yield running
@@ -222,8 +225,17 @@ class LocalMeshBuilder:
 
 
 class RunningMesh:
-    def __init__(self, builder: LocalMeshBuilder, xds_port: int, admin_port: int, *, delta: bool = False) -> None:
+    def __init__(
+        self,
+        builder: LocalMeshBuilder,
+        xds_port: int,
+        admin_port: int,
+        *,
+        delta: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.builder = builder
+        self.extra_args = list(extra_args or [])
         self.xds_port = xds_port
         self.admin_port = admin_port
         self.delta = delta
@@ -252,6 +264,7 @@ class RunningMesh:
         ]
         if self.delta:
             argv.append("--delta")
+        argv += self.extra_args
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv,
