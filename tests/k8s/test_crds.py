@@ -199,6 +199,13 @@ INVALID_CASES: list[tuple[str, str, Any, str, str]] = [
         "value is required unless type is Present",
     ),
     ("TrafficPolicy", "loadBalancer.type", "RoundRobin", "spec.loadBalancer", "hashOn needs type RingHash or Maglev"),
+    (
+        "TrafficPolicy",
+        "rules.0.rateLimit",
+        {"maxTokens": 5, "fillInterval": "10ms"},
+        "spec.rules[0].rateLimit",
+        "fillInterval must be at least 50ms",
+    ),
     ("TrafficPolicy", "rules.0.backends.1.weight", 20, "spec.rules[0]", "weights must sum to 100"),
     ("TrafficPolicy", "rules.0.backends.0.weight", 150, "spec.rules[0].backends[0].weight", "less than or equal"),
     ("TrafficPolicy", "rules.0.backends.0.weight", "90%", "spec.rules[0].backends[0].weight", "integer"),

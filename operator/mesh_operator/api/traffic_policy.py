@@ -125,6 +125,10 @@ class Timeouts(Model):
 class RateLimit(Model):
     """A local token bucket enforced by each destination instance."""
 
+    model_config = cel(
+        ("duration(self.fillInterval) >= duration('50ms')", "fillInterval must be at least 50ms (Envoy's minimum)")
+    )
+
     max_tokens: int = Field(ge=1, le=1_000_000)
     tokens_per_fill: int = Field(default=1, ge=1, le=1_000_000)
     fill_interval: Duration = "1s"

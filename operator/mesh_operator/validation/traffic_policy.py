@@ -9,6 +9,8 @@ from mesh_operator.api.traffic_policy import HeaderModifier, Match, Rule, Traffi
 from mesh_operator.validation.regex import regex_problem
 from mesh_operator.validation.violations import Collector
 
+MIN_FILL_INTERVAL_MS = 50
+
 #: Headers Envoy refuses to let route config edit (it would NACK the route).
 _PROTECTED_HEADERS = {"host", "te", "connection", "upgrade", "keep-alive", "transfer-encoding", "proxy-connection"}
 
@@ -133,8 +135,9 @@ def _validate_rule(rule: Rule, subsets: set[str], c: Collector) -> None:
                 c.at("timeouts").error(field, "must be greater than 0")
     if rule.rate_limit is not None:
         rl = rule.rate_limit
-        if duration_ms(rl.fill_interval) < 1:
-            c.at("rateLimit").error("fillInterval", "must be at least 1ms")
+        if duration_ms(rl.fill_interval) < MIN_FILL_INTERVAL_MS:
+            # Envoy's local rate limiter refuses anything shorter (it would NACK the route).
+            c.at("rateLimit").error("fillInterval", f"must be at least {MIN_FILL_INTERVAL_MS}ms")
         if rl.tokens_per_fill > rl.max_tokens:
             c.at("rateLimit").warning("tokensPerFill", "is more than maxTokens; the bucket never holds more")
 

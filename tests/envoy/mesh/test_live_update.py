@@ -4,12 +4,14 @@ config Envoy rejects (NACK) is reported by ``meshctl status`` and leaves every o
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
 import pytest
+import yaml
 
 from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh, eventually, http
 
@@ -79,45 +81,53 @@ def test_an_invalid_edit_is_reported_and_ignored_and_traffic_keeps_the_last_good
         assert code == 0  # every proxy still SYNCED on the last good config
 
 
-#: Passes our validation (fillInterval >= 1ms) but Envoy's local rate limiter refuses a fill interval below 50 ms:
-#: the backend sidecars NACK their inbound route configuration.
-REJECTED_RULE = """
-    - name: limited
-      matches: [{path: {type: PathPrefix, value: /limited}}]
-      rateLimit: {maxTokens: 5, tokensPerFill: 1, fillInterval: 10ms}"""
+def _inventory_with_upstream_port(m: RunningMesh, client: str, service: str, port: int) -> str:
+    doc = yaml.safe_load((m.builder.mesh_dir / "inventory.yaml").read_text())
+    for c in doc["spec"]["clients"]:
+        if c["name"] == client:
+            for up in c["sidecar"]["upstreams"]:
+                if up["service"] == service:
+                    up["localPort"] = port
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def test_a_config_envoy_rejects_is_reported_by_meshctl_status_and_affects_no_other_proxy(
     mesh: LocalMeshBuilder,
 ) -> None:
+    # Config we cannot check in advance: the caller's sidecar is told to listen on a port another process holds.
+    # Envoy refuses the listener update (a NACK with its own reason); the control plane must say so and nothing
+    # else may change.
     mesh.service("backend", instances=VERSIONS[:1])
     mesh.service("other")
     mesh.client("caller", upstreams=["backend", "other"])
-    file = mesh.policy(split(100, 0))
-    with mesh.run() as m:
+    mesh.policy(split(100, 0))
+    with mesh.run() as m, socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy_port = squatter.getsockname()[1]
         good = m.desired()
-        m.write(file, split(100, 0, REJECTED_RULE))
+        original = (m.builder.mesh_dir / "inventory.yaml").read_text()
+        m.write("inventory.yaml", _inventory_with_upstream_port(m, "caller", "other", busy_port))
 
-        eventually(lambda: m.policies()["TrafficPolicy/default/backend"]["rejected"], timeout=10)
+        eventually(lambda: meshctl_status(m)[0] == 1, timeout=10)
         code, table, doc = meshctl_status(m)
         assert code == 1
         states = {r["proxy"]: r["state"] for r in doc["proxies"]}
-        assert states == {"default/backend-v1": "REJECTING", "default/other-1": "SYNCED", "default/caller": "SYNCED"}
-        assert "default/backend-v1 rejected RouteConfiguration" in table
-        assert "50ms" in table  # Envoy's own reason, shown as is
-        receipt = doc["policies"]["TrafficPolicy/default/backend"]
-        assert list(receipt["rejected"]) == ["default/backend-v1"]
+        assert states == {"default/backend-v1": "SYNCED", "default/other-1": "SYNCED", "default/caller": "REJECTING"}
+        assert "default/caller rejected Listener" in table
+        assert "already in use" in table.lower()  # Envoy's own reason, shown as is
         assert m.desired()["default/other-1"] == good["default/other-1"]
+        assert m.desired()["default/backend-v1"] == good["default/backend-v1"]
 
-        # The rejecting proxy keeps serving its last good config; nobody else noticed.
+        # The caller's other listener keeps serving (Envoy applies listener updates one by one and refused only
+        # the one it could not bind); the other proxies did not notice anything.
         assert served(m) == {"backend-v1"}
-        assert m.get("caller", "backend", "/limited").status == 200  # the rejected rate limit is not in force
-        assert {m.get("caller", "other", f"/o{i}").served_by for i in range(10)} == {"other-1"}
+        assert m.stats("other-1", "update_rejected").get("listener_manager.lds.update_rejected", 0) == 0
         metrics = http(f"http://127.0.0.1:{m.admin_port}/metrics").body.decode()
-        assert 'meshwork_xds_nacks_total{type="RouteConfiguration"}' in metrics
+        assert 'meshwork_xds_nacks_total{type="Listener"}' in metrics
 
-        # Fixing the file clears the rejection.
-        m.edit(file, split(100, 0))
-        code, _, doc = meshctl_status(m)
-        assert code == 0
+        # Undoing the edit clears the rejection.
+        m.write("inventory.yaml", original)
+        eventually(lambda: meshctl_status(m)[0] == 0, timeout=10)
+        _, _, doc = meshctl_status(m)
         assert {r["state"] for r in doc["proxies"]} == {"SYNCED"}
