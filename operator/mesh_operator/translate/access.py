@@ -5,8 +5,9 @@ from __future__ import annotations
 from mesh_operator.api import AccessPolicy
 from mesh_operator.api.access_policy import AccessRule, Operation, Source
 from xds_server import ir
+from xds_server.ir.routes import MatchKind
 
-_HEADER_KIND = {"Exact": "exact", "Prefix": "prefix", "Present": "present"}
+_HEADER_KIND: dict[str, MatchKind] = {"Exact": "exact", "Prefix": "prefix", "Present": "present"}
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
@@ -51,9 +52,6 @@ def _request(op: Operation) -> ir.RequestMatch:
     return ir.RequestMatch(
         paths=tuple(ir.PathMatch("exact" if p.type == "Exact" else "prefix", p.value) for p in op.paths),
         methods=tuple(op.methods),
-        headers=tuple(
-            ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value or "")  # type: ignore[arg-type]
-            for h in op.headers
-        ),
+        headers=tuple(ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value or "") for h in op.headers),
         ignore_case=op.case_insensitive,
     )

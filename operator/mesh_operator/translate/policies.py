@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 from mesh_operator.api import AccessPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.translate.memo import IdentityMemo
@@ -48,7 +49,7 @@ def resolve(state: MeshState) -> Resolved:
     for p in sorted(state.policies, key=_age):
         outcome = PolicyOutcome(p.metadata.generation)
         r.outcomes[key_of(p)] = outcome
-        found = _VALIDATED.get((p,), lambda p=p: validate_object(p))  # type: ignore[misc]
+        found = _VALIDATED.get((p,), partial(validate_object, p))
         if errors(found):
             outcome.reject(INVALID, *errors(found))
             continue

@@ -7,7 +7,8 @@ xDS stage), so every caller shares the same IR objects and the serialization cac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from mesh_operator.api import Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import duration_ms
@@ -17,13 +18,28 @@ from mesh_operator.translate.state import ServiceInfo
 from mesh_operator.translate.status import PolicyKey
 from mesh_operator.validation.violations import Violation
 from xds_server import ir
+from xds_server.ir.routes import MatchKind
 
 DEFAULT_REQUEST_TIMEOUT_MS = 15_000
 DEFAULT_RETRY = ir.Retry(attempts=2, retry_on=("connect-failure", "refused-stream"))
 
-_PATH_KIND = {"Exact": "exact", "PathPrefix": "prefix", "RegularExpression": "regex"}
-_VALUE_KIND = {"Exact": "exact", "Prefix": "prefix", "RegularExpression": "regex", "Present": "present"}
-_LB_KIND = {
+_PATH_KIND: dict[str, Literal["exact", "prefix", "regex"]] = {
+    "Exact": "exact",
+    "PathPrefix": "prefix",
+    "RegularExpression": "regex",
+}
+_VALUE_KIND: dict[str, MatchKind] = {
+    "Exact": "exact",
+    "Prefix": "prefix",
+    "RegularExpression": "regex",
+    "Present": "present",
+}
+_QUERY_KIND: dict[str, Literal["exact", "regex", "present"]] = {
+    "Exact": "exact",
+    "RegularExpression": "regex",
+    "Present": "present",
+}
+_LB_KIND: dict[str, Literal["round_robin", "least_request", "ring_hash", "maglev", "random"]] = {
     "RoundRobin": "round_robin",
     "LeastRequest": "least_request",
     "RingHash": "ring_hash",
@@ -118,11 +134,11 @@ def _rule_routes(
             abort_status=a.http_status if a else None,
             abort_percent=a.percent if a else 0.0,
         )
-    path_rewrite = None
+    path_rewrite: tuple[Literal["full", "prefix"], str] | None = None
     host_rewrite = None
     if rule.rewrite is not None:
         if rule.rewrite.path is not None:
-            kind = "full" if rule.rewrite.path.type == "ReplaceFullPath" else "prefix"
+            kind: Literal["full", "prefix"] = "full" if rule.rewrite.path.type == "ReplaceFullPath" else "prefix"
             path_rewrite = (kind, rule.rewrite.path.value)
         host_rewrite = rule.rewrite.hostname
     idle = rule.timeouts.idle if rule.timeouts and rule.timeouts.idle else None
@@ -141,7 +157,7 @@ def _rule_routes(
                 fault=fault,
                 request_headers=_edits(rule.request_headers),
                 response_headers=_edits(rule.response_headers),
-                path_rewrite=path_rewrite,  # type: ignore[arg-type]
+                path_rewrite=path_rewrite,
                 host_rewrite=host_rewrite,
                 timeout_ms=timeout if redirect is None else None,
                 idle_timeout_ms=duration_ms(idle) if idle else None,
@@ -210,15 +226,12 @@ def _retry(p: RetryPolicy | None, route_timeout_ms: int, warnings: list[tuple[Po
 
 
 def _match(m: Match) -> ir.RouteMatch:
-    path = ir.PathMatch(_PATH_KIND[m.path.type], m.path.value) if m.path else ir.PathMatch("prefix", "/")  # type: ignore[arg-type]
+    path = ir.PathMatch(_PATH_KIND[m.path.type], m.path.value) if m.path else ir.PathMatch("prefix", "/")
     return ir.RouteMatch(
         path=path,
         method=m.method,
-        headers=tuple(
-            ir.HeaderMatch(h.name.lower(), _VALUE_KIND[h.type], h.value or "", h.invert)  # type: ignore[arg-type]
-            for h in m.headers
-        ),
-        query=tuple(ir.QueryMatch(q.name, _VALUE_KIND[q.type], q.value or "") for q in m.query_params),  # type: ignore[arg-type]
+        headers=tuple(ir.HeaderMatch(h.name.lower(), _VALUE_KIND[h.type], h.value or "", h.invert) for h in m.headers),
+        query=tuple(ir.QueryMatch(q.name, _QUERY_KIND[q.type], q.value or "") for q in m.query_params),
     )
 
 
@@ -277,7 +290,7 @@ def _cluster(
             c = spec.circuit_breaker
             cb = ir.CircuitBreakers(c.max_connections, c.max_pending_requests, c.max_requests, c.max_retries, budget)
         if spec.load_balancer is not None:
-            lb = ir.LoadBalancer(_LB_KIND[spec.load_balancer.type], _hash_on(tp), spec.load_balancer.locality_aware)  # type: ignore[arg-type]
+            lb = ir.LoadBalancer(_LB_KIND[spec.load_balancer.type], _hash_on(tp), spec.load_balancer.locality_aware)
         if spec.outlier_detection is not None:
             od = spec.outlier_detection
             outlier = ir.OutlierDetection(
@@ -311,15 +324,16 @@ def _cluster(
 def _health_check(tp: TrafficPolicy) -> ir.HealthCheck:
     hc = tp.spec.health_check
     assert hc is not None
-    common = {
-        "interval_ms": duration_ms(hc.interval),
-        "timeout_ms": duration_ms(hc.timeout),
-        "healthy_threshold": hc.healthy_threshold,
-        "unhealthy_threshold": hc.unhealthy_threshold,
-    }
+    timing = ir.HealthCheck(
+        "tcp",
+        interval_ms=duration_ms(hc.interval),
+        timeout_ms=duration_ms(hc.timeout),
+        healthy_threshold=hc.healthy_threshold,
+        unhealthy_threshold=hc.unhealthy_threshold,
+    )
     if hc.http is not None:
         ranges = tuple((s.start, s.end + 1) for s in hc.http.expected_statuses)
-        return ir.HealthCheck("http", path=hc.http.path, expected_statuses=ranges, **common)  # type: ignore[arg-type]
+        return replace(timing, kind="http", path=hc.http.path, expected_statuses=ranges)
     if hc.grpc is not None:
-        return ir.HealthCheck("grpc", grpc_service=hc.grpc.service_name, **common)  # type: ignore[arg-type]
-    return ir.HealthCheck("tcp", **common)  # type: ignore[arg-type]
+        return replace(timing, kind="grpc", grpc_service=hc.grpc.service_name)
+    return timing
