@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 
 from mesh_operator.api import Inventory, RetryPolicy, TrafficPolicy  # noqa: E402
 from mesh_operator.translate import state_from_objects, translate_mesh  # noqa: E402
-from xds_server.translate import clear_caches, snapshot_of, snapshot_of_proxy, to_proto_json, translate_proxy  # noqa: E402
+from xds_server.serialize import encode  # noqa: E402
+from xds_server.translate import clear_caches, snapshot_of_proxy, to_proto_json, translate_proxy  # noqa: E402
 
 UPB_PYTHON = ROOT / ".venv-upb" / "bin" / "python"
 
@@ -169,9 +170,16 @@ def upb_side(objects: list[Any]) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     ours = translate_proxy(cfg)
     t1 = time.perf_counter()
-    snapshot_of(ours)
-    t2 = time.perf_counter()
-    out["ours_build_s"], out["ours_serialize_s"] = t1 - t0, t2 - t1
+    messages = [*ours.listeners, *ours.route_configs, *ours.clusters, *ours.cluster_load_assignments]
+    gc.disable()  # as the server's own serialization path does
+    try:
+        t2 = time.perf_counter()
+        for m in messages:
+            encode(m)
+        t3 = time.perf_counter()
+    finally:
+        gc.enable()
+    out["ours_build_s"], out["ours_serialize_s"] = t1 - t0, t3 - t2
     return out
 
 
@@ -185,6 +193,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000x5,5000x5,10000x2", help="comma-separated SERVICESxROUTES")
     args = parser.parse_args()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    pipeline(build_objects(3, 1))  # one-time class setup of the generated message types, not part of any figure
     for services, routes in sizes:
         objects = build_objects(services, routes)
         edge = {"bench/edge"}
@@ -206,10 +215,14 @@ def main() -> int:
         changed = list(objects)
         changed[1] = traffic_policy(0, routes, generation=2)  # one TrafficPolicy edited (timeout 1s -> 2s)
         affected = {"bench/edge", "bench/svc-0-v1", "bench/svc-0-v2"}
-        t_inc, _ = timed(pipeline, changed, affected)
+        t_state, state = timed(state_from_objects, changed)
+        t_stage1, translated = timed(translate_mesh, state, only=affected)
+        t_stage2, _ = timed(lambda t=translated: [snapshot_of_proxy(cfg) for cfg in t.proxies.values()])
+        t_inc = t_state + t_stage1 + t_stage2
         t_inc_mesh, _ = timed(pipeline, list(objects))
         print(
-            f"  one TrafficPolicy changed (caches warm): affected proxies {t_inc * 1000:.0f} ms; "
+            f"  one TrafficPolicy changed (caches warm): affected proxies {t_inc * 1000:.0f} ms (inventory "
+            f"{t_state * 1000:.0f} + stage 1 {t_stage1 * 1000:.0f} + stage 2 and bytes {t_stage2 * 1000:.0f}); "
             f"whole mesh re-run {t_inc_mesh * 1000:.0f} ms",
             flush=True,
         )

@@ -139,7 +139,7 @@ def _snapshot(resources: EnvoyResources, cached: Callable[[str, str, Message], C
     return Snapshot.from_resources(items)
 
 
-@_memo.memoize(16_384)
+@_memo.memoize(65_536)
 def _inbound_bytes(lis: ir.InboundListener, mesh: ir.MeshSettings) -> tuple[CachedResource, ...]:
     out = [serialize.resource(LISTENER, lis.name, _inbound.listener(lis, mesh))]
     if lis.protocol == "http":
@@ -147,7 +147,7 @@ def _inbound_bytes(lis: ir.InboundListener, mesh: ir.MeshSettings) -> tuple[Cach
     return tuple(out)
 
 
-@_memo.memoize(65_536)
+@_memo.memoize(262_144)
 def _outbound_bytes(
     lis: ir.OutboundListener, mesh: ir.MeshSettings, hashes: _outbound.ClusterHashes
 ) -> tuple[CachedResource, ...]:
@@ -157,7 +157,7 @@ def _outbound_bytes(
     return tuple(out)
 
 
-@_memo.memoize(65_536)
+@_memo.memoize(262_144)
 def _cluster_bytes(c: ir.Cluster, mesh: ir.MeshSettings, region: str, zone: str) -> tuple[CachedResource, ...]:
     return (
         serialize.resource(CLUSTER, c.name, _cluster.cluster(c, mesh)),

@@ -90,7 +90,6 @@ class ControlPlane:
         self._ssl: ssl.SSLContext | None = None
         self._renewals: asyncio.Task[None] | None = None
         self._server_cert_renew_at: datetime | None = None
-        self.rebuilt = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -145,7 +144,6 @@ class ControlPlane:
             return
         translated = translate_mesh(state)
         self._publish(translated)
-        self.rebuilt.set()
 
     def _publish(self, translated: MeshTranslation) -> None:
         desired: dict[str, str] = {}

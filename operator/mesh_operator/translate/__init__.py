@@ -6,6 +6,7 @@ become ``Accepted=False`` outcomes and the rest of the mesh is still translated.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from mesh_operator.translate.policies import key_of, resolve
@@ -34,9 +35,16 @@ class MeshTranslation:
 
 def translate_mesh(state: MeshState, only: set[str] | None = None) -> MeshTranslation:
     """Translate the whole mesh, or only the proxies whose node ids are in ``only``."""
-    resolved = resolve(state)
-    builder = ProxyBuilder(state, resolved)
-    proxies = {
-        node_id: builder.build(w) for node_id, w in sorted(state.workloads.items()) if only is None or node_id in only
-    }
+    # Translation makes many small acyclic objects while the memo tables hold many more: a cyclic collection in
+    # between would walk them all for nothing. Pausing the collector for the call is safe and restored after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        resolved = resolve(state)
+        builder = ProxyBuilder(state, resolved)
+        wanted = sorted(state.workloads.items())
+        proxies = {node_id: builder.build(w) for node_id, w in wanted if only is None or node_id in only}
+    finally:
+        if enabled:
+            gc.enable()
     return MeshTranslation(proxies, resolved.outcomes)

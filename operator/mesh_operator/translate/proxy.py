@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from mesh_operator.api.common import duration_ms
+from mesh_operator.api.retry_policy import RetryPolicy
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
 from mesh_operator.translate.memo import IdentityMemo
@@ -30,7 +33,8 @@ def service_identities(svc: ServiceInfo, trust_domain: str) -> tuple[str, ...]:
     return tuple(sorted({spiffe_id(trust_domain, i.namespace, i.service_account) for i in svc.instances}))
 
 
-_ROUTING: IdentityMemo[ServiceRouting] = IdentityMemo(maxsize=32_768)
+_ROUTING: IdentityMemo[ServiceRouting] = IdentityMemo(maxsize=65_536)
+_OUTBOUND: IdentityMemo[ir.OutboundListener] = IdentityMemo(maxsize=262_144)
 
 
 class ProxyBuilder:
@@ -41,15 +45,18 @@ class ProxyBuilder:
         self.resolved = resolved
         self.mesh = mesh_settings(state)
         self._routing: dict[str, ServiceRouting] = {}
+        self._rule_retries: dict[str, dict[str, RetryPolicy]] = {}
+        for (service, rule), policy in resolved.rule_retry.items():
+            self._rule_retries.setdefault(service, {})[rule] = policy
 
-    def routing(self, service_key: str) -> tuple[tuple[ir.Route, ...], tuple[ir.Cluster, ...]]:
+    def routing(self, service_key: str) -> ServiceRouting:
         """A service's outbound routing, computed once per translation and reused across translations while
         the service and every policy it depends on are the same objects."""
         if service_key not in self._routing:
             svc = self.state.services[service_key]
             r = self.resolved
             tp, retry = r.traffic.get(service_key), r.retry.get(service_key)
-            rule_retries = {rule: p for (s, rule), p in r.rule_retry.items() if s == service_key}
+            rule_retries = self._rule_retries.get(service_key, {})
             ids = service_identities(svc, self.mesh.trust_domain)
             keys = (svc, self.state.mesh, tp, retry, ids, *(x for kv in sorted(rule_retries.items()) for x in kv))
             result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
@@ -57,8 +64,7 @@ class ProxyBuilder:
                 if warning not in r.outcomes[key].violations:
                     r.outcomes[key].warn(warning)
             self._routing[service_key] = result
-        routing = self._routing[service_key]
-        return routing.routes, routing.clusters
+        return self._routing[service_key]
 
     def build(self, w: WorkloadInfo) -> ir.ProxyConfig:
         node = ir.NodeInfo(
@@ -99,23 +105,12 @@ class ProxyBuilder:
             target = self.state.services.get(up.service)
             if target is None:
                 continue
-            svc = target
-            routes, svc_clusters = self.routing(up.service)
-            for c in svc_clusters:
+            routing = self.routing(up.service)
+            for c in routing.clusters:
                 clusters[c.name] = c
-            tcp = svc.protocol == "tcp"
-            outbound.append(
-                ir.OutboundListener(
-                    name=f"outbound|{up.local_port}|{svc.host}",
-                    address="127.0.0.1",
-                    port=up.local_port,
-                    protocol="tcp" if tcp else "http",
-                    service=svc.host,
-                    routes=() if tcp else routes,
-                    tcp_cluster=svc_clusters[0].name if tcp else None,
-                    provenance=svc_clusters[0].provenance,
-                )
-            )
+            # The same routing object and port give the very same listener object: stage 2 then finds its bytes
+            # by identity instead of hashing the whole route table.
+            outbound.append(_OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port)))
         return ir.ProxyConfig(
             node=node,
             mesh=self.mesh,
@@ -123,6 +118,20 @@ class ProxyBuilder:
             outbound=tuple(outbound),
             clusters=tuple(clusters[name] for name in sorted(clusters)),
         )
+
+
+def _outbound(svc: ServiceInfo, routing: ServiceRouting, port: int) -> ir.OutboundListener:
+    tcp = svc.protocol == "tcp"
+    return ir.OutboundListener(
+        name=f"outbound|{port}|{svc.host}",
+        address="127.0.0.1",
+        port=port,
+        protocol="tcp" if tcp else "http",
+        service=svc.host,
+        routes=() if tcp else routing.routes,
+        tcp_cluster=routing.clusters[0].name if tcp else None,
+        provenance=routing.clusters[0].provenance,
+    )
 
 
 def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:

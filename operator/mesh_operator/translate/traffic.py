@@ -57,9 +57,10 @@ def cluster_name(svc: ServiceInfo, subset: str | None = None) -> str:
     return f"{base}|{subset}" if subset else base
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ServiceRouting:
-    """What callers of one service get, plus warnings about the policies involved."""
+    """What callers of one service get, plus warnings about the policies involved. Compared by identity: the
+    memo hands out the same object while its inputs are unchanged, and that identity is the cheap key below."""
 
     routes: tuple[ir.Route, ...]
     clusters: tuple[ir.Cluster, ...]
