@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,16 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.envoy_binary import envoy_path
+from xds_server.testing import ports
 
 _base_ids = itertools.count()
 _running: weakref.WeakSet[EnvoyProcess] = weakref.WeakSet()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (prefer letting the program bind port 0 where possible)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port for a test listener (see :mod:`xds_server.testing.ports`)."""
+    return ports.free_port(host)
 
 
 def ads_bootstrap(

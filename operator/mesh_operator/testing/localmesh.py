@@ -33,13 +33,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from xds_server.testing.ports import free_port as _free_port
+
 ECHO_APP = Path(__file__).resolve().parents[3] / "examples" / "apps" / "echo.py"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a test server (outside the ephemeral range; never the same twice in one process)."""
+    return _free_port()
 
 
 @dataclass
