@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xds_server import ports
 from xds_server.envoy_binary import envoy_path
-from xds_server.testing import ports
 
 _base_ids = itertools.count()
 _running: weakref.WeakSet[EnvoyProcess] = weakref.WeakSet()

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 import signal
-import socket
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from mesh_operator.translate import MeshState
 from mesh_operator.translate.state import WorkloadInfo
 from xds_server.ca import store
 from xds_server.errors import XdsError
+from xds_server.ports import free_port
 
 log = logging.getLogger("meshwork.local")
 
@@ -259,8 +259,6 @@ def _sticky_port(path: Path) -> int:
     """A free loopback port, remembered in ``path`` so restarts reuse it."""
     with contextlib.suppress(OSError, ValueError):
         return int(path.read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()  # below the ephemeral range: an outgoing connection cannot be holding it
     path.write_text(str(port))
     return port

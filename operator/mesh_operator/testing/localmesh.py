@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from xds_server.testing.ports import free_port as _free_port
+from xds_server.ports import free_port as _free_port
 
 ECHO_APP = Path(__file__).resolve().parents[3] / "examples" / "apps" / "echo.py"
 

@@ -1,4 +1,4 @@
-"""Free TCP ports for test servers, chosen outside the kernel's ephemeral range.
+"""Free TCP ports for local listeners (test servers, local-mode sidecar admin ports), outside the ephemeral range.
 
 Asking the kernel for port 0 and releasing it is racy in a different way than it looks: the port comes from the
 ephemeral range, which is also where every outgoing connection (Envoy to its xDS server, to its upstreams) gets

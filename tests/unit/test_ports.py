@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from xds_server.testing.ports import _HIGH, free_port
+from xds_server.ports import _HIGH, free_port
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
