@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import DnsLabel, Model, ObjectMeta, PolicyStatus, ServiceRef, cel
+from mesh_operator.api.common import VALUE_UNLESS_PRESENT, DnsLabel, Model, ObjectMeta, PolicyStatus, ServiceRef, cel
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -48,13 +48,7 @@ class AccessPathMatch(Model):
 
 
 class AccessHeaderMatch(Model):
-    model_config = cel(
-        (
-            "self.type == 'Present' || (has(self.value) && size(self.value) > 0)",
-            "value is required unless type is Present",
-        ),
-        ("self.type != 'Present' || !has(self.value)", "value must be empty when type is Present"),
-    )
+    model_config = VALUE_UNLESS_PRESENT
 
     name: str = Field(min_length=1, max_length=256)
     type: Literal["Exact", "Prefix", "Present"] = "Exact"

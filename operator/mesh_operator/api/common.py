@@ -50,6 +50,13 @@ def cel(*rules: tuple[str, str]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]})
 
 
+#: For string matches with a ``type`` and a ``value``: ``Present`` takes no value, every other type needs one.
+VALUE_UNLESS_PRESENT = cel(
+    ("self.type == 'Present' || (has(self.value) && size(self.value) > 0)", "value is required unless type is Present"),
+    ("self.type != 'Present' || !has(self.value)", "value must be empty when type is Present"),
+)
+
+
 class Model(BaseModel):
     """Base of every API object: camelCase on the wire, unknown fields rejected, immutable."""
 

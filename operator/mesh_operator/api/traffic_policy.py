@@ -11,7 +11,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import DnsLabel, Duration, Model, ObjectMeta, Percent, PolicyStatus, ServiceRef, cel
+from mesh_operator.api.common import (
+    VALUE_UNLESS_PRESENT,
+    DnsLabel,
+    Duration,
+    Model,
+    ObjectMeta,
+    Percent,
+    PolicyStatus,
+    ServiceRef,
+    cel,
+)
 
 StringMatchType = Literal["Exact", "Prefix", "RegularExpression"]
 
@@ -21,14 +31,8 @@ class PathMatch(Model):
     value: str = Field(min_length=1)
 
 
-_VALUE_RULES = cel(
-    ("self.type == 'Present' || (has(self.value) && size(self.value) > 0)", "value is required unless type is Present"),
-    ("self.type != 'Present' || !has(self.value)", "value must be empty when type is Present"),
-)
-
-
 class HeaderMatch(Model):
-    model_config = _VALUE_RULES
+    model_config = VALUE_UNLESS_PRESENT
 
     name: str = Field(min_length=1, max_length=256, pattern=r"^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     type: Literal["Exact", "Prefix", "RegularExpression", "Present"] = "Exact"
@@ -37,7 +41,7 @@ class HeaderMatch(Model):
 
 
 class QueryParamMatch(Model):
-    model_config = _VALUE_RULES
+    model_config = VALUE_UNLESS_PRESENT
 
     name: str = Field(min_length=1, max_length=256)
     type: Literal["Exact", "RegularExpression", "Present"] = "Exact"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mesh_operator.api.access_policy import AccessPolicy
+from mesh_operator.validation.matchers import validate_value_match
 from mesh_operator.validation.violations import Collector
 
 
@@ -19,13 +20,10 @@ def validate_access_policy(policy: AccessPolicy, c: Collector) -> None:
         for j, op in enumerate(rule.to):
             oc = rc.at("to", j)
             for k, h in enumerate(op.headers):
-                if h.type == "Present" and h.value is not None:
-                    oc.at("headers", k).error("value", "must be empty when type is Present")
-                if h.type != "Present" and not h.value:
-                    oc.at("headers", k).error("value", f"is required when type is {h.type}")
+                validate_value_match(h.type, h.value, oc.at("headers", k))
             for k, p in enumerate(op.paths):
                 if any(seg in ("..", ".") for seg in p.value.split("/")) or "//" in p.value:
                     oc.at("paths", k).error("value", "use a normalized path; requests are matched after normalization")
-        names = [r.name for r in policy.spec.rules if r.name]
-        if len(names) != len(set(names)):
-            s.error("rules", "rule names must be unique")
+    names = [r.name for r in policy.spec.rules if r.name]
+    if len(names) != len(set(names)):
+        s.error("rules", "rule names must be unique")

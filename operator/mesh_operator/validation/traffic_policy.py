@@ -6,6 +6,7 @@ from collections import Counter
 
 from mesh_operator.api.common import duration_ms
 from mesh_operator.api.traffic_policy import HeaderModifier, Match, Rule, TrafficPolicy
+from mesh_operator.validation.matchers import validate_value_match
 from mesh_operator.validation.regex import regex_problem
 from mesh_operator.validation.violations import Collector
 
@@ -150,23 +151,13 @@ def _validate_match(m: Match, c: Collector) -> None:
         elif not m.path.value.startswith("/"):
             c.at("path").error("value", "must start with /")
     for k, h in enumerate(m.headers):
-        _validate_value_match(h.type, h.value, c.at("headers", k))
+        validate_value_match(h.type, h.value, c.at("headers", k))
     for k, q in enumerate(m.query_params):
-        _validate_value_match(q.type, q.value, c.at("queryParams", k))
+        validate_value_match(q.type, q.value, c.at("queryParams", k))
     names = [h.name.lower() for h in m.headers]
     for name, n in Counter(names).items():
         if n > 1:
             c.error("headers", f"header {name!r} is matched {n} times")
-
-
-def _validate_value_match(kind: str, value: str | None, c: Collector) -> None:
-    if kind == "Present":
-        if value is not None:
-            c.error("value", "must be empty when type is Present")
-    elif value is None or value == "":
-        c.error("value", f"is required when type is {kind}")
-    elif kind == "RegularExpression" and (problem := regex_problem(value)):
-        c.error("value", problem)
 
 
 def _validate_header_modifier(mod: HeaderModifier, c: Collector) -> None:
