@@ -30,7 +30,7 @@ def proxy_rows(sync: dict[str, Any], desired: dict[str, str]) -> list[dict[str, 
         nacks = [
             {"type": t, "version": s["last_nack"]["version"], "error": s["last_nack"]["error"]}
             for t, s in p["types"].items()
-            if s.get("last_nack") and s["last_nack"]["version"] == s["sent_version"] != s["acked_version"]
+            if s.get("rejecting")
         ]
         state = REJECTING if nacks else SYNCED if p["in_sync"] else STALE
         rows.append(

@@ -39,6 +39,12 @@ class TypeSync:
     pushes: int = 0
     nacks: int = 0
 
+    @property
+    def rejecting(self) -> Nack | None:
+        """The NACK of the version last sent, while the proxy has not ACKed it: the proxy rejects current config."""
+        n = self.last_nack
+        return n if n is not None and n.version == self.sent_version != self.acked_version else None
+
 
 @dataclass
 class ProxySync:
@@ -158,6 +164,8 @@ class SyncTracker:
             d = asdict(p)
             d["in_sync"] = p.in_sync
             d["types"] = {short_type(k): v for k, v in sorted(d["types"].items())}
+            for t, ts in p.types.items():
+                d["types"][short_type(t)]["rejecting"] = ts.rejecting is not None
             out[node_id] = d
         return {"proxies": out, "connected": len(self._proxies)}
 

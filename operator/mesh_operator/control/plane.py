@@ -253,12 +253,7 @@ class ControlPlane:
         """Per policy: how many affected proxies run the config carrying it, and which reject config."""
         proxies = self.sync.proxies()
         acked = {node: p.acked_version for node, p in proxies.items()}
-        nacks = {
-            node: t.last_nack.error
-            for node, p in proxies.items()
-            for t in p.types.values()
-            if t.last_nack is not None and t.last_nack.version == t.sent_version
-        }
+        nacks = {node: n.error for node, p in proxies.items() for t in p.types.values() if (n := t.rejecting)}
         out: dict[str, dict[str, Any]] = {}
         for key, outcome in self.status.outcomes.items():
             ref = str(key)
