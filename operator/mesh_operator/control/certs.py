@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mesh_operator.api import Mesh
+from mesh_operator.api.common import duration_ms
 from xds_server.ca import IssuedKeypair, Issuer, SpiffeId, TrustBundle, renewal_time
 from xds_server.ca.renewal import DEFAULT_SAFETY_MARGIN
 
@@ -17,6 +19,11 @@ log = logging.getLogger(__name__)
 
 #: The identity the xDS server presents to sidecars.
 CONTROL_PLANE_SA = ("meshwork-system", "meshwork-control-plane")
+
+
+def workload_ttl(mesh: Mesh) -> timedelta:
+    """How long workload certificates live in this mesh (``spec.certificates.workloadTtl``)."""
+    return timedelta(milliseconds=duration_ms(mesh.spec.certificates.workload_ttl))
 
 
 @dataclass(frozen=True)

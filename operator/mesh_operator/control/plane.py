@@ -19,14 +19,13 @@ import os
 import ssl
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from mesh_operator.api.common import duration_ms
-from mesh_operator.control.certs import CertificateManager
+from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.rotation import RootRotator, certz
 from mesh_operator.translate import MeshState, MeshTranslation, PolicyKey, PolicyOutcome, translate_mesh
 from xds_server.admin import AdminServer
@@ -124,8 +123,7 @@ class ControlPlane:
     def apply(self, state: MeshState) -> None:
         """Take a new view of the mesh; translation follows after the debounce delay."""
         self._state = state
-        ttl = timedelta(milliseconds=duration_ms(state.mesh.spec.certificates.workload_ttl))
-        self.certs.set_leaf_ttl(ttl)
+        self.certs.set_leaf_ttl(workload_ttl(state.mesh))
         self._debouncer.trigger()
 
     async def wait_translated(self) -> None:

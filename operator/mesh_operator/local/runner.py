@@ -15,13 +15,13 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from watchfiles import awatch
 
-from mesh_operator.api.common import duration_ms
 from mesh_operator.control import CertificateManager, ControlPlane
+from mesh_operator.control.certs import workload_ttl
 from mesh_operator.errors import LocalModeError
 from mesh_operator.loader import Loaded, load_paths
 from mesh_operator.local import sidecar
@@ -96,7 +96,7 @@ class LocalMesh:
                 issuer = store.load_or_create(ca_dir, trust_domain)
         except XdsError as e:
             raise LocalModeError(f"certificate authority: {e}") from e
-        self._certs = CertificateManager(issuer, leaf_ttl=_leaf_ttl(state))
+        self._certs = CertificateManager(issuer, leaf_ttl=workload_ttl(state.mesh))
         self.plane = ControlPlane(
             self._certs, xds_port=self.options.xds_port, admin_port=self.options.admin_port, ca_dir=ca_dir
         )
@@ -249,10 +249,6 @@ def _print_outcomes(plane: ControlPlane) -> None:
     for key, outcome in sorted(plane.status.outcomes.items(), key=lambda kv: str(kv[0])):
         c = outcome.condition()
         log.info("%s: Accepted=%s (%s) %s", key, c["status"], c["reason"], outcome.message)
-
-
-def _leaf_ttl(state: MeshState) -> timedelta:
-    return timedelta(milliseconds=duration_ms(state.mesh.spec.certificates.workload_ttl))
 
 
 def _sticky_port(path: Path) -> int:
