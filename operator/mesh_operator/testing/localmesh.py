@@ -322,23 +322,18 @@ class RunningMesh:
     def wait_converged(self, *, timeout: float = 30.0, changed_from: dict[str, str] | None = None) -> None:
         """Until every workload's proxy is connected and has ACKed the latest config (and, with
         ``changed_from``, a version different from the one given there)."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"control plane exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                last = self.sync()
-                done = all(
-                    node in last
-                    and last[node]["in_sync"]
-                    and (changed_from is None or last[node]["acked_version"] != changed_from.get(node))
-                    for node in self.node_ids()
-                )
-                if done:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"mesh did not converge in {timeout}s: {json.dumps(last)[:2000]}\n{self.log()[-4000:]}")
+
+        def converged() -> tuple[bool, Any]:
+            sync = self.sync()
+            done = all(
+                node in sync
+                and sync[node]["in_sync"]
+                and (changed_from is None or sync[node]["acked_version"] != changed_from.get(node))
+                for node in self.node_ids()
+            )
+            return done, sync
+
+        self._poll(converged, timeout=timeout, interval=0.1, what="mesh did not converge")
 
     def versions(self) -> dict[str, str]:
         return {node: p["acked_version"] for node, p in self.sync().items()}
@@ -373,21 +368,30 @@ class RunningMesh:
     def wait_applied(self, *, timeout: float = 10.0, changed_from: dict[str, str] | None = None) -> None:
         """Until every workload's proxy ACKed the version the last translation wants for it (and, with
         ``changed_from``, that translation differs from ``changed_from`` for at least one proxy)."""
+
+        def applied() -> tuple[bool, Any]:
+            desired, acked = self.desired(), self.versions()
+            done = (changed_from is None or desired != changed_from) and all(
+                node in desired and acked.get(node) == desired[node] for node in self.node_ids()
+            )
+            return done, {"desired": desired, "acked": acked}
+
+        self._poll(applied, timeout=timeout, interval=0.05, what="config not applied")
+
+    def _poll(self, check: Callable[[], tuple[bool, Any]], *, timeout: float, interval: float, what: str) -> None:
+        """Call ``check`` until it reports done; fail at once if the control plane exits, or after ``timeout``
+        with the last state seen and the control plane's log. Admin endpoint hiccups count as not done yet."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"control plane exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
             with contextlib.suppress(OSError, ValueError, KeyError):
-                desired = self.desired()
-                acked = self.versions()
-                last = {"desired": desired, "acked": acked}
-                if (changed_from is None or desired != changed_from) and all(
-                    node in desired and acked.get(node) == desired[node] for node in self.node_ids()
-                ):
+                done, last = check()
+                if done:
                     return
-            time.sleep(0.05)
-        raise TimeoutError(f"config not applied in {timeout}s: {json.dumps(last)[:2000]}\n{self.log()[-4000:]}")
+            time.sleep(interval)
+        raise TimeoutError(f"{what} in {timeout}s: {json.dumps(last)[:2000]}\n{self.log()[-4000:]}")
 
     # ------------------------------------------------------------- traffic
 
