@@ -58,7 +58,7 @@ class ManagedProcess:
             pid = int(pid_text)
         except (OSError, ValueError):
             return False
-        if fingerprint != _fingerprint(self.argv) or not _alive(pid) or not _same_command(pid, self.argv):
+        if fingerprint != _fingerprint(self.argv) or not pid_alive(pid) or not _same_command(pid, self.argv):
             return False
         self.pid = pid
         return True
@@ -67,7 +67,7 @@ class ManagedProcess:
     def running(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
-        return self.pid is not None and _alive(self.pid)
+        return self.pid is not None and pid_alive(self.pid)
 
     def stop(self, grace: float = 5.0) -> None:
         if self.pid is None:
@@ -94,7 +94,8 @@ def _fingerprint(argv: list[str]) -> str:
     return "\x1f".join(argv)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,5 +118,5 @@ def _same_command(pid: int, argv: list[str]) -> bool:
 
 def _reap(pid: int, grace: float) -> None:
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
