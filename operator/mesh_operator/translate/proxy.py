@@ -11,7 +11,7 @@ from mesh_operator.translate.access import rbac_policies, spiffe_id
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
-from mesh_operator.translate.traffic import ServiceRouting, _match, provenance, service_routing
+from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
 from xds_server import ir
 
 
@@ -144,12 +144,10 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
             continue
         rl = rule.rate_limit
         limit = ir.RateLimit(rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status)
-        matches = [_match(m) for m in rule.matches] or [ir.RouteMatch()]
-        for j, match in enumerate(matches):
-            suffix = f"/{j}" if len(matches) > 1 else ""
+        for name, match in rule_matches(svc, rule, rule.name or f"rule-{i}"):
             out.append(
                 ir.Route(
-                    name=f"{svc.host}/{rule.name or f'rule-{i}'}{suffix}",
+                    name=name,
                     match=match,
                     clusters=(ir.WeightedCluster(local_cluster, 100),),
                     rate_limit=limit,

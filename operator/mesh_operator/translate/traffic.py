@@ -99,6 +99,14 @@ def service_routing(
     return ServiceRouting(tuple(routes), tuple(clusters), tuple(warnings))
 
 
+def rule_matches(svc: ServiceInfo, rule: Rule, rule_name: str) -> list[tuple[str, ir.RouteMatch]]:
+    """One ``(route name, match)`` per match of a rule (a rule without matches matches everything). Outbound
+    routes and the inbound rate-limited routes of the same rule share these names."""
+    matches = [_match(m) for m in rule.matches] or [ir.RouteMatch()]
+    suffix = len(matches) > 1
+    return [(f"{svc.host}/{rule_name}{f'/{j}' if suffix else ''}", m) for j, m in enumerate(matches)]
+
+
 def _is_catch_all(m: ir.RouteMatch) -> bool:
     return m == ir.RouteMatch()
 
@@ -112,7 +120,6 @@ def _rule_routes(
     warnings: list[tuple[PolicyKey, Violation]],
     hash_on: tuple[ir.HashPolicy, ...],
 ) -> list[ir.Route]:
-    matches = [_match(m) for m in rule.matches] or [ir.RouteMatch()]
     prov = provenance(tp)
     timeout = _timeout_ms(tp, rule)
     retry = _retry(retry_policy, timeout, warnings)
@@ -146,11 +153,10 @@ def _rule_routes(
     if idle is None and tp.spec.timeouts and tp.spec.timeouts.idle:
         idle = tp.spec.timeouts.idle
     out = []
-    for j, match in enumerate(matches):
-        suffix = f"/{j}" if len(matches) > 1 else ""
+    for name, match in rule_matches(svc, rule, rule_name):
         out.append(
             ir.Route(
-                name=f"{svc.host}/{rule_name}{suffix}",
+                name=name,
                 match=match,
                 clusters=clusters,
                 redirect=redirect,
