@@ -12,7 +12,7 @@ from typing import Literal
 
 from mesh_operator.api import AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import ObjectMeta
-from mesh_operator.api.inventory import Upstream
+from mesh_operator.api.inventory import Client, Instance, Upstream
 
 Protocol = Literal["http", "http2", "tcp"]
 Policy = TrafficPolicy | RetryPolicy | AccessPolicy
@@ -140,29 +140,26 @@ def _add_inventory(inv: Inventory, services: dict[str, ServiceInfo], workloads: 
                     service_account=inst.service_account,
                 )
             )
-            workloads[f"{svc.namespace}/{inst.name}"] = WorkloadInfo(
-                namespace=svc.namespace,
-                name=inst.name,
-                service_account=inst.service_account,
-                region=inst.locality.region,
-                zone=inst.locality.zone,
-                inbound=(InboundInfo(key, inst.address, listen, inst.address, inst.port),),
-                upstreams=_upstreams(inst.sidecar.upstreams, svc.namespace),
-                admin_port=inst.sidecar.admin_port,
-                command=tuple(inst.command),
-            )
+            inbound = (InboundInfo(key, inst.address, listen, inst.address, inst.port),)
+            workloads[f"{svc.namespace}/{inst.name}"] = _workload(inst, svc.namespace, inbound)
         services[key] = ServiceInfo(svc.name, svc.namespace, port.port, protocol, tuple(instances))
     for client in inv.spec.clients:
-        workloads[f"{client.namespace}/{client.name}"] = WorkloadInfo(
-            namespace=client.namespace,
-            name=client.name,
-            service_account=client.service_account,
-            region=client.locality.region,
-            zone=client.locality.zone,
-            upstreams=_upstreams(client.sidecar.upstreams, client.namespace),
-            admin_port=client.sidecar.admin_port,
-            command=tuple(client.command),
-        )
+        workloads[f"{client.namespace}/{client.name}"] = _workload(client, client.namespace)
+
+
+def _workload(w: Instance | Client, namespace: str, inbound: tuple[InboundInfo, ...] = ()) -> WorkloadInfo:
+    """A proxy: an instance of a service (with its inbound side) or a client that only calls."""
+    return WorkloadInfo(
+        namespace=namespace,
+        name=w.name,
+        service_account=w.service_account,
+        region=w.locality.region,
+        zone=w.locality.zone,
+        inbound=inbound,
+        upstreams=_upstreams(w.sidecar.upstreams, namespace),
+        admin_port=w.sidecar.admin_port,
+        command=tuple(w.command),
+    )
 
 
 def _upstreams(ups: Iterable[Upstream], namespace: str) -> tuple[UpstreamInfo, ...]:
