@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.unit import ir_samples as s
 from xds_server import ir
+from xds_server.ca import SpiffeId, create_root
 from xds_server.envoy_binary import envoy_path, validate_config
 from xds_server.errors import EnvoyNotFound
 from xds_server.translate import ads_bootstrap, render_bootstrap, translate_proxy
@@ -34,27 +30,10 @@ def _envoy() -> None:
 
 @pytest.fixture(scope="module")
 def throwaway_pem() -> tuple[str, str]:
-    """A self-signed certificate with the node's SPIFFE ID, made now, used for nothing but validation."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshwork-validate")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(s.NODE.spiffe_id)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return cert_pem, key_pem
+    """A certificate for the node's SPIFFE ID from a throwaway mesh CA, used for nothing but validation."""
+    identity = SpiffeId.parse(s.NODE.spiffe_id)
+    leaf = create_root(identity.trust_domain).issue_keypair(identity)
+    return leaf.chain_pem.decode(), leaf.private_key_pem.decode()
 
 
 def _validate(doc: dict[str, object], tmp_path: Path) -> None:
