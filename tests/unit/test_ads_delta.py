@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from grpclib.testing import ChannelFor
 
 from xds_server.ads import AdsServer, XdsCodec
-from xds_server.cache import SnapshotCache
 from xds_server.snapshot import CLUSTER, ENDPOINT, SECRET, Snapshot
-from xds_server.sync import SyncTracker
 from xds_server.testing.fake_client import FakeAdsClient
 from xds_server.testing.resources import eds_cluster, generic_secret, load_assignment
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def cache() -> SnapshotCache:
-    return SnapshotCache(ready=True)
-
-
-@pytest.fixture
-def sync() -> SyncTracker:
-    return SyncTracker()
-
-
-@pytest.fixture
-async def channel(cache: SnapshotCache, sync: SyncTracker) -> AsyncIterator[ChannelFor]:
-    async with ChannelFor([AdsServer(cache, sync)], codec=XdsCodec()) as ch:
-        yield ch
 
 
 def clusters(*names: str) -> Snapshot:

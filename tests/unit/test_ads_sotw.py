@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.testing import ChannelFor
@@ -11,27 +10,10 @@ from grpclib.testing import ChannelFor
 from xds_server.ads import AdsServer, XdsCodec
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
-from xds_server.sync import SyncTracker
 from xds_server.testing.fake_client import FakeAdsClient
 from xds_server.testing.resources import eds_cluster, http_listener, load_assignment, route_config, simple_snapshot
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def cache() -> SnapshotCache:
-    return SnapshotCache(ready=True)
-
-
-@pytest.fixture
-def sync() -> SyncTracker:
-    return SyncTracker()
-
-
-@pytest.fixture
-async def channel(cache: SnapshotCache, sync: SyncTracker) -> AsyncIterator[ChannelFor]:
-    async with ChannelFor([AdsServer(cache, sync)], codec=XdsCodec()) as ch:
-        yield ch
 
 
 async def test_a_node_without_a_snapshot_gets_no_response_until_one_is_set(cache, channel):
