@@ -15,9 +15,10 @@ import pytest
 
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
+from xds_server.ports import free_port
 from xds_server.snapshot import CLUSTER, LISTENER, Snapshot
 from xds_server.sync import SyncTracker
-from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap, free_port
+from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap
 from xds_server.testing.resources import bad_listener, eds_cluster, simple_snapshot
 from xds_server.testing.server import XdsServerProcess, write_snapshots
 

@@ -30,16 +30,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xds_server import ports
 from xds_server.envoy_binary import envoy_path
 
 _base_ids = itertools.count()
 _running: weakref.WeakSet[EnvoyProcess] = weakref.WeakSet()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port for a test listener (see :mod:`xds_server.testing.ports`)."""
-    return ports.free_port(host)
 
 
 def ads_bootstrap(

@@ -33,14 +33,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from xds_server.ports import free_port as _free_port
+from xds_server.ports import free_port
 
 ECHO_APP = Path(__file__).resolve().parents[3] / "examples" / "apps" / "echo.py"
-
-
-def free_port() -> int:
-    """A port for a test server (outside the ephemeral range; never the same twice in one process)."""
-    return _free_port()
 
 
 @dataclass
