@@ -16,6 +16,11 @@ class Provenance:
     generation: int
 
     @property
+    def policy(self) -> str:
+        """``Kind/namespace/name``: the policy, whatever its generation (how status and receipts name it)."""
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
     def ref(self) -> str:
         """``Kind/namespace/name@generation`` – what a user greps for."""
         return f"{self.kind}/{self.namespace}/{self.name}@{self.generation}"

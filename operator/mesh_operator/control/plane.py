@@ -34,6 +34,7 @@ from xds_server.cache import SnapshotCache
 from xds_server.consistency import missing_references
 from xds_server.debounce import Debouncer
 from xds_server.errors import CertificateError, RotationError
+from xds_server.ir import Provenance, ProxyConfig
 from xds_server.sds import bundle_secret, certificate_secret
 from xds_server.snapshot import SECRET, Snapshot
 from xds_server.sync import SyncTracker
@@ -304,15 +305,11 @@ class ControlPlane:
         return web.json_response({"identity": identity, "serial": serial, "proxies": nodes})
 
 
-def _policies_of(cfg: Any) -> set[str]:
-    refs: set[str] = set()
-    for c in cfg.clusters:
-        refs.update(f"{p.kind}/{p.namespace}/{p.name}" for p in c.provenance)
-    for listener in (*cfg.inbound, *cfg.outbound):
-        for r in listener.routes:
-            for p in (r.provenance, r.retry.provenance if r.retry else None):
-                if p is not None:
-                    refs.add(f"{p.kind}/{p.namespace}/{p.name}")
-    for il in cfg.inbound:
-        refs.update(f"{p.provenance.kind}/{p.provenance.namespace}/{p.provenance.name}" for p in il.rbac)
-    return refs
+def _policies_of(cfg: ProxyConfig) -> set[str]:
+    """Every policy (``Kind/namespace/name``) whose provenance the proxy's config carries."""
+    found: list[Provenance | None] = [p for c in cfg.clusters for p in c.provenance]
+    routes = [r for il in cfg.inbound for r in il.routes] + [r for ol in cfg.outbound for r in ol.routes]
+    for r in routes:
+        found += [r.provenance, r.retry.provenance if r.retry else None]
+    found += [p.provenance for il in cfg.inbound for p in il.rbac]
+    return {p.policy for p in found if p is not None}
