@@ -8,6 +8,7 @@ from typing import Any
 
 from meshctl.admin_client import AdminUnavailable, get
 from meshctl.output import dump, err, table
+from xds_server.preflight import reason_line
 
 _TYPES = {
     "listeners": "Listener",
@@ -17,22 +18,39 @@ _TYPES = {
     "secrets": "Secret",
 }
 SYNCED, STALE, REJECTING, DISCONNECTED = "SYNCED", "STALE", "REJECTING", "NOT CONNECTED"
+#: the control plane could not build the proxy's new config: it keeps what it has
+FAILED = "FAILED"
 
 
-def proxy_rows(sync: dict[str, Any], desired: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per proxy the control plane knows: connected ones and expected ones that are not."""
+def proxy_rows(
+    sync: dict[str, Any], desired: dict[str, str], failed: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per proxy the control plane knows: connected ones and expected ones that are not. A proxy is
+    SYNCED only when it has ACKed the config the control plane wants it to have, and that config exists."""
+    failed = failed or {}
     rows: list[dict[str, Any]] = []
-    for node in sorted(set(sync) | set(desired)):
+    for node in sorted(set(sync) | set(desired) | set(failed)):
         p = sync.get(node)
         if p is None:
-            rows.append({"proxy": node, "state": DISCONNECTED, "stream": "", "acked": "", "desired": desired[node]})
+            rows.append(
+                {
+                    "proxy": node,
+                    "state": FAILED if node in failed else DISCONNECTED,
+                    "stream": "",
+                    "acked": "",
+                    "desired": desired.get(node, ""),
+                    "failed": failed.get(node, ""),
+                }
+            )
             continue
         nacks = [
             {"type": t, "version": s["last_nack"]["version"], "error": s["last_nack"]["error"]}
             for t, s in p["types"].items()
             if s.get("rejecting")
         ]
-        state = REJECTING if nacks else SYNCED if p["in_sync"] else STALE
+        wanted = desired.get(node, "")
+        in_sync = bool(p["in_sync"]) and bool(wanted) and p["acked_version"] == wanted
+        state = REJECTING if nacks else FAILED if node in failed else SYNCED if in_sync else STALE
         rows.append(
             {
                 "proxy": node,
@@ -43,22 +61,27 @@ def proxy_rows(sync: dict[str, Any], desired: dict[str, str]) -> list[dict[str, 
                 "acked": p["acked_version"],
                 "desired": p["desired_version"] or desired.get(node, ""),
                 "rejected": nacks,
+                "failed": failed.get(node, ""),
             }
         )
     return rows
 
 
 def status(args: argparse.Namespace) -> int:
+    """Exit 0 only when everything is in force: every proxy SYNCED, every policy accepted and applied, no
+    refused object, no control-plane problem. 1 otherwise; 2 when the control plane cannot be reached."""
     try:
         sync = get(args.admin, "/debug/syncz")["proxies"]
         policyz = get(args.admin, "/debug/policyz")
     except AdminUnavailable as e:
         err(str(e))
         return 2
-    rows = proxy_rows(sync, policyz.get("desired", {}))
+    rows = proxy_rows(sync, policyz.get("desired", {}), policyz.get("failed", {}))
     problems = policyz.get("problems", [])
     policies = policyz.get("policies", {})
-    rejecting = [r for r in rows if r["state"] == REJECTING]
+    unhealthy = [r for r in rows if r["state"] != SYNCED]
+    refused = {name: p for name, p in policies.items() if p["accepted"]["status"] != "True"}
+    rejected = {name: p for name, p in policies.items() if p["rejected"]}
     if args.output != "table":
         dump({"proxies": rows, "policies": policies, "problems": problems}, args.output)
     else:
@@ -66,27 +89,36 @@ def status(args: argparse.Namespace) -> int:
             ["PROXY", "STATE", "STREAM", "CONNECTED", "ACKED", "DESIRED"],
             [[r["proxy"], r["state"], r["stream"], r.get("connected_for", ""), r["acked"], r["desired"]] for r in rows],
         )
-        for r in rejecting:
-            for n in r["rejected"]:
-                print(f"\n{r['proxy']} rejected {n['type']} version {n['version']}:\n  {n['error']}")
+        for r in rows:
+            for n in r.get("rejected", []):
+                print(f"\n{r['proxy']} rejected {n['type']} version {n['version']}:\n  {reason_line(n['error'])}")
+            if r.get("failed"):
+                print(f"\n{r['proxy']} keeps the config it has: {r['failed']}")
         if policies:
             print()
             table(
-                ["POLICY", "ACCEPTED", "REASON", "APPLIED", "REJECTED BY"],
+                ["POLICY", "ACCEPTED", "REASON", "APPLIED", "STATUS"],
                 [
                     [
                         name,
                         p["accepted"]["status"],
                         p["accepted"]["reason"],
                         f"{p['applied']}/{p['proxies']}",
-                        ", ".join(sorted(p["rejected"])) or "-",
+                        p.get("summary", ""),
                     ]
                     for name, p in sorted(policies.items())
                 ],
             )
+        for name, p in sorted(refused.items()):
+            print(f"\n{name} is not accepted: {p['accepted']['message']}")
+        for name, p in sorted(rejected.items()):
+            for proxy, reason in sorted(p.get("rejected_reason", p["rejected"]).items()):
+                print(f"\n{name} rejected by {proxy}: {reason}")
         for problem in problems:
             print(f"\ncontrol plane problem: {problem}")
-    return 1 if rejecting or problems else 0
+        if rejected or any(r.get("rejected") for r in rows):
+            print("\n(-o json shows Envoy's full error texts)")
+    return 1 if unhealthy or problems or refused or rejected else 0
 
 
 def proxy_config(args: argparse.Namespace) -> int:

@@ -7,18 +7,19 @@ raised for bad input: unreadable files, broken YAML and invalid objects all come
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mesh_operator.api import Policy
-from mesh_operator.translate import MeshState, state_from_objects
+from mesh_operator.translate import MeshState, Refused, state_from_objects
 from mesh_operator.validation import ApiObject, validate_document
 from mesh_operator.validation.violations import Violation
 
 YAML_SUFFIXES = (".yaml", ".yml")
+POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Loaded:
     problems: list[Problem] = field(default_factory=list)
     #: Labels of objects that parsed but break a cross-field rule.
     invalid: set[str] = field(default_factory=set)
+    #: Policies that could not be parsed at all, by label (they still get a status).
+    refused: dict[str, Refused] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -45,13 +48,29 @@ class Loaded:
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.violation.severity == "warning"]
 
-    def state(self) -> MeshState:
-        """The mesh as read. Objects with schema errors are left out (they could not be parsed). Invalid policies
-        are kept, so translation marks them ``Accepted=False``; an invalid Mesh or Inventory is left out whole,
-        so it cannot take config away from proxies that rely on it."""
-        return state_from_objects(
-            obj for label, obj in self.objects if label not in self.invalid or isinstance(obj, Policy)
-        )
+    @property
+    def failed_labels(self) -> set[str]:
+        """Labels of documents with errors (parsed or not)."""
+        return {p.source for p in self.errors}
+
+    def state(self, keep: dict[str, object] | None = None) -> MeshState:
+        """The mesh as read. Invalid policies are kept (translation marks them ``Accepted=False``) and policies
+        that could not be parsed become :class:`Refused` entries. An invalid Mesh or Inventory is left out whole,
+        so it cannot take config away from proxies that rely on it — or, with ``keep`` (label -> the last valid
+        object of that document), that last valid object stands in for it."""
+        keep = keep or {}
+        objects: list[object] = []
+        for label, obj in self.objects:
+            if label not in self.invalid or isinstance(obj, Policy):
+                objects.append(obj)
+        parsed_ok = {label for label, obj in self.objects if label not in self.invalid}
+        objects += [obj for label, obj in keep.items() if label in self.failed_labels and label not in parsed_ok]
+        state = state_from_objects(objects)
+        return replace(state, refused=tuple(self.refused[k] for k in sorted(self.refused)))
+
+    def valid_documents(self) -> dict[str, object]:
+        """Label -> object of every valid Mesh and Inventory document (what ``keep`` remembers)."""
+        return {label: obj for label, obj in self.objects if label not in self.invalid and not isinstance(obj, Policy)}
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:
@@ -101,7 +120,23 @@ def load_text(text: str, source: str, into: Loaded | None = None) -> Loaded:
             result.objects.append((label, checked.obj))
             if not checked.ok:
                 result.invalid.add(label)
+        elif (refused := _refused(doc, checked.violations)) is not None:
+            result.refused[label] = refused
     return result
+
+
+def _refused(doc: Any, violations: list[Violation]) -> Refused | None:
+    """A policy document that could not be parsed, if its kind and name can be read."""
+    if not isinstance(doc, dict) or doc.get("kind") not in POLICY_KINDS:
+        return None
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None
+    ns, gen = meta.get("namespace"), meta.get("generation")
+    namespace = ns if isinstance(ns, str) else "default"
+    generation = gen if isinstance(gen, int) else 1
+    errs = tuple(v for v in violations if v.severity == "error")
+    return Refused(doc["kind"], namespace, meta["name"], errs, generation)
 
 
 def _name_of(doc: Any) -> str:

@@ -18,6 +18,7 @@ import logging
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,20 +26,22 @@ from typing import Any
 
 from aiohttp import web
 
+from mesh_operator.control.build import Built, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
+from mesh_operator.control.provenance import culprits, policies_of
 from mesh_operator.control.rotation import RootRotator, certz
-from mesh_operator.translate import MeshState, MeshTranslation, PolicyKey, PolicyOutcome, translate_mesh
+from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection, key_of
+from mesh_operator.translate.state import Policy
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
 from xds_server.consistency import missing_references
 from xds_server.debounce import Debouncer
 from xds_server.errors import CertificateError, RotationError
-from xds_server.ir import Provenance, ProxyConfig
+from xds_server.preflight import Preflight, reason_line
 from xds_server.sds import bundle_secret, certificate_secret
 from xds_server.snapshot import SECRET, Snapshot
 from xds_server.sync import SyncTracker
-from xds_server.translate import snapshot_of_proxy
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,12 @@ class PlaneStatus:
     desired: dict[str, str] = field(default_factory=dict)
     #: node id -> the policies (``Kind/ns/name``) its config carries
     policies_by_node: dict[str, set[str]] = field(default_factory=dict)
-    #: control-plane problems of the last translation (certificates that could not be issued, ...)
+    #: control-plane problems of the last translation (refused sources, proxies that keep old config, ...)
     problems: list[str] = field(default_factory=list)
+    #: node id -> why it keeps the config it had (translation failed, certificate, pre-flight, ...)
+    failed: dict[str, str] = field(default_factory=dict)
+    #: node id -> Envoy resource name -> the policies it carries (to name the culprit of a NACK)
+    resources_by_node: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
 
 class ControlPlane:
@@ -69,8 +76,10 @@ class ControlPlane:
         debounce: float = 0.1,
         max_debounce: float = 1.0,
         ca_dir: Path | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
         self.certs = certs
+        self.preflight = preflight
         self.cache = SnapshotCache()
         self.sync = SyncTracker()
         self.ads = AdsServer(self.cache, self.sync, authorize=self.authorize)
@@ -83,6 +92,9 @@ class ControlPlane:
         self.xds_host, self.xds_port = xds_host, xds_port
         self.status = PlaneStatus()
         self._state: MeshState | None = None
+        self._last_good: dict[PolicyKey, Policy] = {}
+        self._rejected: dict[PolicyKey, Rejection] = {}
+        self._source_problems: list[str] = []
         self._identities: dict[str, str] = {}
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
         self._server: Any = None
@@ -127,6 +139,11 @@ class ControlPlane:
         self.certs.set_leaf_ttl(workload_ttl(state.mesh))
         self._debouncer.trigger()
 
+    def set_source_problems(self, problems: list[str]) -> None:
+        """Problems of the source itself (a file that cannot be read or parsed, ...): shown by ``meshctl status``
+        until the source is fixed."""
+        self._source_problems = list(problems)
+
     async def wait_translated(self) -> None:
         await self._debouncer.wait_idle()
 
@@ -141,24 +158,36 @@ class ControlPlane:
         state = self._state
         if state is None:
             return
-        translated = translate_mesh(state)
-        self._publish(translated)
+        # Translation, serialization and the pre-flight check run in a worker thread: pushes of built snapshots,
+        # ACKs and the admin endpoint keep being served meanwhile.
+        built = await asyncio.to_thread(build, state, dict(self._last_good), dict(self._rejected), self.preflight)
+        self._publish(built, state)
 
-    def _publish(self, translated: MeshTranslation) -> None:
+    def _publish(self, built: Built, state: MeshState) -> None:
+        translated = built.translation
         desired: dict[str, str] = {}
         identities: dict[str, str] = {}
         policies_by_node: dict[str, set[str]] = {}
+        resources_by_node: dict[str, dict[str, set[str]]] = {}
         bundle_pem = self.certs.bundle.to_pem()
-        problems: list[str] = []
-        for node_id, cfg in translated.proxies.items():
+        problems: list[str] = list(self._source_problems)
+        failed = dict(built.failed)
+        for node_id in failed:
+            if node_id in self._identities:
+                identities[node_id] = self._identities[node_id]
+            policies_by_node[node_id] = self.status.policies_by_node.get(node_id, set())
+            resources_by_node[node_id] = self.status.resources_by_node.get(node_id, {})
+            self._keep_previous(node_id, desired)
+        for node_id, resources in built.snapshots.items():
+            cfg = translated.proxies[node_id]
             identities[node_id] = cfg.node.spiffe_id
-            policies_by_node[node_id] = _policies_of(cfg)
-            resources = snapshot_of_proxy(cfg)
+            policies_by_node[node_id] = policies_of(cfg)
+            resources_by_node[node_id] = built.resources.get(node_id, {})
             try:
                 leaf = self.certs.leaf(cfg.node.spiffe_id)
             except CertificateError as e:
                 # Fail safe: the proxy keeps its last config (and certificate) rather than losing mTLS.
-                problems.append(f"{node_id}: cannot issue a certificate for {cfg.node.spiffe_id}: {e}")
+                failed[node_id] = f"cannot issue a certificate for {cfg.node.spiffe_id}: {e}"
                 self._keep_previous(node_id, desired)
                 continue
             secrets = [
@@ -169,7 +198,7 @@ class ControlPlane:
             snap = Snapshot.from_resources(items)
             missing = missing_references(cfg, snap)
             if missing:
-                problems.append(f"{node_id}: inconsistent snapshot not sent, missing {', '.join(missing)}")
+                failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
                 self._keep_previous(node_id, desired)
                 continue
             self.cache.set_snapshot(node_id, snap)
@@ -178,12 +207,31 @@ class ControlPlane:
             self.cache.clear_snapshot(gone)
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
+        # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.
+        present = {key_of(p) for p in state.policies} | {PolicyKey(r.kind, r.namespace, r.name) for r in state.refused}
+        self._last_good = {k: p for k, p in {**self._last_good, **translated.in_force}.items() if k in present}
+        self._rejected = built.rejected
+        problems += [f"proxy {node}: {why}" for node, why in sorted(failed.items())]
         for problem in problems:
             log.error("%s", problem)
-        self.status = PlaneStatus(self.status.generation + 1, translated.outcomes, desired, policies_by_node, problems)
+        self.status = PlaneStatus(
+            self.status.generation + 1,
+            translated.outcomes,
+            desired,
+            policies_by_node,
+            problems,
+            failed,
+            resources_by_node,
+        )
         if not self.cache.ready:
             self.cache.mark_ready()
-        log.info("translated %d proxies (generation %d)", len(desired), self.status.generation)
+        log.info(
+            "translated %d proxies (generation %d, %d round(s), pre-flight %.0f ms)",
+            len(desired),
+            self.status.generation,
+            built.rounds,
+            built.preflight_seconds * 1000,
+        )
 
     def _keep_previous(self, node_id: str, desired: dict[str, str]) -> None:
         previous = self.status.desired.get(node_id)
@@ -249,20 +297,39 @@ class ControlPlane:
     # ---------------------------------------------------------------- status
 
     def receipts(self) -> dict[str, dict[str, Any]]:
-        """Per policy: how many affected proxies run the config carrying it, and which reject config."""
+        """Per policy: how many affected proxies run the config carrying it, and which reject it.
+
+        A NACK is pinned on the policies behind the resources Envoy names in its error; when it names none that
+        carry a policy, every policy of that proxy is counted as rejected there (``attributed: false``)."""
         proxies = self.sync.proxies()
         acked = {node: p.acked_version for node, p in proxies.items()}
         nacks = {node: n.error for node, p in proxies.items() for t in p.types.values() if (n := t.rejecting)}
+        blamed: dict[str, set[str]] = {}
+        attributed: dict[str, bool] = {}
+        for node, error in nacks.items():
+            found = culprits(error, self.status.resources_by_node.get(node, {}))
+            attributed[node] = bool(found)
+            blamed[node] = found or self.status.policies_by_node.get(node, set())
         out: dict[str, dict[str, Any]] = {}
         for key, outcome in self.status.outcomes.items():
             ref = str(key)
             nodes = sorted(n for n, refs in self.status.policies_by_node.items() if ref in refs)
-            applied = [n for n in nodes if acked.get(n) == self.status.desired.get(n)]
+            rejected = {n: nacks[n] for n in nodes if ref in blamed.get(n, ())}
+            applied = [
+                n
+                for n in nodes
+                if n not in rejected
+                and n not in self.status.failed
+                and (acked.get(n) == self.status.desired.get(n) or n in nacks)
+            ]
             out[ref] = {
                 "accepted": outcome.condition(),
                 "proxies": len(nodes),
                 "applied": len(applied),
-                "rejected": {n: nacks[n] for n in nodes if n in nacks},
+                "rejected": rejected,
+                "rejected_reason": {n: reason_line(e) for n, e in rejected.items()},
+                "attributed": all(attributed.get(n, True) for n in rejected),
+                "summary": _summary(outcome.accepted, len(nodes), len(applied), rejected),
             }
         return out
 
@@ -273,7 +340,9 @@ class ControlPlane:
                 "generation": self.status.generation,
                 "desired": self.status.desired,
                 "problems": self.status.problems,
+                "failed": self.status.failed,
                 "policies": self.receipts(),
+                "preflight": self.preflight.stats.as_dict() if self.preflight else None,
             }
         )
 
@@ -305,11 +374,14 @@ class ControlPlane:
         return web.json_response({"identity": identity, "serial": serial, "proxies": nodes})
 
 
-def _policies_of(cfg: ProxyConfig) -> set[str]:
-    """Every policy (``Kind/namespace/name``) whose provenance the proxy's config carries."""
-    found: list[Provenance | None] = [p for c in cfg.clusters for p in c.provenance]
-    routes = [r for il in cfg.inbound for r in il.routes] + [r for ol in cfg.outbound for r in ol.routes]
-    for r in routes:
-        found += [r.provenance, r.retry.provenance if r.retry else None]
-    found += [p.provenance for il in cfg.inbound for p in il.rbac]
-    return {p.policy for p in found if p is not None}
+def _summary(accepted: bool, affected: int, applied: int, rejected: Mapping[str, str]) -> str:
+    """The human line of a receipt. It never says a policy is in force where a proxy rejected it."""
+    if not accepted:
+        return "not accepted"
+    if rejected:
+        return f"rejected by {len(rejected)} of {affected} proxies"
+    if affected == 0:
+        return "accepted; affects no proxy"
+    if applied == affected:
+        return f"in force on {affected}/{affected} proxies"
+    return f"applied by {applied} of {affected} proxies so far"

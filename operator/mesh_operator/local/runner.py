@@ -1,7 +1,8 @@
 """``meshctl local run -f DIR``: the control plane fed by the YAML files in DIR, plus the processes it describes.
 
-Start-up refuses invalid input (every violation is printed). Afterwards every edit of DIR is validated first:
-an invalid edit is reported and ignored, and the last good config stays in force. Stopping (Ctrl-C, SIGTERM)
+Every object is judged on its own, at start-up and after each edit of DIR: an invalid object is reported (in the
+log and in ``meshctl status``, which then exits non-zero) and, if an earlier version of it was valid, that version
+stays in force; every other file's objects and edits go through. Stopping (Ctrl-C, SIGTERM)
 stops every process the runner started. If the runner itself dies, sidecars keep serving their last config; a
 new runner with the same state directory adopts them and they reconnect.
 """
@@ -32,6 +33,7 @@ from mesh_operator.translate.state import WorkloadInfo
 from xds_server.ca import store
 from xds_server.errors import XdsError
 from xds_server.ports import free_port
+from xds_server.preflight import Preflight
 
 log = logging.getLogger("meshwork.local")
 
@@ -45,6 +47,8 @@ class LocalOptions:
     start_workloads: bool = True
     envoy_log_level: str = "warning"
     delta: bool = False
+    #: Check new config with real Envoy (``--mode validate``) before any sidecar receives it.
+    preflight: bool = True
     #: A user-supplied root or intermediate CA (PEM files) instead of the self-signed root in the state directory.
     ca_cert: Path | None = None
     ca_key: Path | None = None
@@ -73,6 +77,8 @@ class LocalMesh:
     state: MeshState | None = None
     workloads: dict[str, _Workload] = field(default_factory=dict)
     _certs: CertificateManager | None = None
+    #: label -> the last valid Mesh/Inventory document of that label (stands in while the document is invalid)
+    _good_documents: dict[str, object] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -81,9 +87,9 @@ class LocalMesh:
     async def start(self) -> None:
         loaded = load_paths([self.options.directory])
         _report(loaded)
-        if loaded.errors:
-            raise LocalModeError(f"{len(loaded.errors)} error(s) in {self.options.directory}; nothing started")
-        state = loaded.state()
+        if not loaded.objects:
+            raise LocalModeError(f"no valid object in {self.options.directory}; nothing started")
+        state = self._state_of(loaded)
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trust_domain = state.mesh.spec.trust_domain
         ca_dir = self.state_dir / "ca" / trust_domain
@@ -98,13 +104,17 @@ class LocalMesh:
             raise LocalModeError(f"certificate authority: {e}") from e
         self._certs = CertificateManager(issuer, leaf_ttl=workload_ttl(state.mesh))
         self.plane = ControlPlane(
-            self._certs, xds_port=self.options.xds_port, admin_port=self.options.admin_port, ca_dir=ca_dir
+            self._certs,
+            xds_port=self.options.xds_port,
+            admin_port=self.options.admin_port,
+            ca_dir=ca_dir,
+            preflight=Preflight() if self.options.preflight else None,
         )
         try:
             await self.plane.start()
         except OSError as e:
             raise LocalModeError(f"cannot listen on 127.0.0.1:{self.options.xds_port}: {e.strerror or e}") from e
-        self._apply(state)
+        self._apply(state, loaded)
         await self.plane.wait_translated()
         self._reconcile()
         _print_outcomes(self.plane)
@@ -116,24 +126,30 @@ class LocalMesh:
             self.state_dir,
         )
 
-    def _apply(self, state: MeshState) -> None:
+    def _state_of(self, loaded: Loaded) -> MeshState:
+        """The state to run: each invalid Mesh/Inventory document replaced by its last valid version."""
+        state = loaded.state(keep=self._good_documents)
+        self._good_documents.update(loaded.valid_documents())
+        return state
+
+    def _apply(self, state: MeshState, loaded: Loaded) -> None:
         assert self.plane is not None
         self.state = state
+        self.plane.set_source_problems([str(p) for p in loaded.errors])
         self.plane.apply(state)
 
     def reload(self) -> bool:
-        """Re-read DIR. Returns False (and changes nothing) when the edit is invalid."""
+        """Re-read DIR and apply every valid object. Returns False when nothing could be applied."""
         assert self.state is not None
         loaded = load_paths([self.options.directory])
         _report(loaded)
         if loaded.errors:
-            log.error("edit ignored: %d error(s); the last good config stays in force", len(loaded.errors))
-            return False
-        state = loaded.state()
+            log.error("%d error(s): the objects concerned keep their last valid version", len(loaded.errors))
+        state = self._state_of(loaded)
         if state.mesh.spec.trust_domain != self.state.mesh.spec.trust_domain:
             log.error("edit ignored: changing the trust domain needs a restart (and a new CA)")
             return False
-        self._apply(state)
+        self._apply(state, loaded)
         self._reconcile()
         return True
 

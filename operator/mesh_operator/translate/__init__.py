@@ -7,11 +7,12 @@ become ``Accepted=False`` outcomes and the rest of the mesh is still translated.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from mesh_operator.translate.policies import key_of, resolve
+from mesh_operator.translate.policies import Rejection, fingerprint, key_of, resolve
 from mesh_operator.translate.proxy import ProxyBuilder
-from mesh_operator.translate.state import MeshState, WorkloadInfo, state_from_objects
+from mesh_operator.translate.state import MeshState, Policy, Refused, WorkloadInfo, state_from_objects
 from mesh_operator.translate.status import PolicyKey, PolicyOutcome
 from xds_server import ir
 
@@ -20,7 +21,10 @@ __all__ = [
     "MeshTranslation",
     "PolicyKey",
     "PolicyOutcome",
+    "Refused",
+    "Rejection",
     "WorkloadInfo",
+    "fingerprint",
     "key_of",
     "state_from_objects",
     "translate_mesh",
@@ -31,20 +35,41 @@ __all__ = [
 class MeshTranslation:
     proxies: dict[str, ir.ProxyConfig]
     outcomes: dict[PolicyKey, PolicyOutcome]
+    #: node id -> why its config could not be built (it keeps what it has)
+    failed: dict[str, str] = field(default_factory=dict)
+    #: the accepted current version of each policy in force
+    in_force: dict[PolicyKey, Policy] = field(default_factory=dict)
 
 
-def translate_mesh(state: MeshState, only: set[str] | None = None) -> MeshTranslation:
-    """Translate the whole mesh, or only the proxies whose node ids are in ``only``."""
+def translate_mesh(
+    state: MeshState,
+    only: set[str] | None = None,
+    *,
+    last_good: Mapping[PolicyKey, Policy] | None = None,
+    rejected: Mapping[PolicyKey, Rejection] | None = None,
+) -> MeshTranslation:
+    """Translate the whole mesh, or only the proxies whose node ids are in ``only``.
+
+    Failures stay with what caused them: a policy whose translation raises is marked ``TranslationFailed`` and
+    left out, a proxy whose config cannot be built is listed in ``failed``; everything else is translated.
+    ``last_good`` and ``rejected`` are explained in :func:`~mesh_operator.translate.policies.resolve`."""
     # Translation makes many small acyclic objects while the memo tables hold many more: a cyclic collection in
     # between would walk them all for nothing. Pausing the collector for the call is safe and restored after.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        resolved = resolve(state)
+        resolved = resolve(state, last_good, rejected)
         builder = ProxyBuilder(state, resolved)
-        wanted = sorted(state.workloads.items())
-        proxies = {node_id: builder.build(w) for node_id, w in wanted if only is None or node_id in only}
+        proxies: dict[str, ir.ProxyConfig] = {}
+        failed: dict[str, str] = {}
+        for node_id, w in sorted(state.workloads.items()):
+            if only is not None and node_id not in only:
+                continue
+            try:
+                proxies[node_id] = builder.build(w)
+            except Exception as e:  # contained to this proxy: it keeps its last config
+                failed[node_id] = f"translation failed: {type(e).__name__}: {e}"
     finally:
         if enabled:
             gc.enable()
-    return MeshTranslation(proxies, resolved.outcomes)
+    return MeshTranslation(proxies, resolved.outcomes, failed, resolved.in_force())

@@ -6,7 +6,9 @@ the others are marked ``Accepted=False`` with reason ``Conflicted`` and name the
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -19,10 +21,39 @@ from mesh_operator.validation.violations import Violation
 
 #: Validation results of unchanged policy objects are reused across translations.
 _VALIDATED: IdentityMemo[list[Violation]] = IdentityMemo()
+_FINGERPRINTS: IdentityMemo[str] = IdentityMemo()
 
 
 def key_of(p: Policy) -> PolicyKey:
     return PolicyKey(p.kind, p.metadata.namespace, p.metadata.name)
+
+
+def fingerprint(p: Policy) -> str:
+    """A content hash of the policy's generation and spec: tells one version of a policy from another, also in
+    local mode where edits of a file do not bump the generation."""
+
+    def compute() -> str:
+        body = f"{p.metadata.generation}\n{p.spec.model_dump_json(by_alias=True)}".encode()
+        return hashlib.sha256(body).hexdigest()[:16]
+
+    return _FINGERPRINTS.get((p,), compute)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A verdict on one version of a policy reached after validation: Envoy refused its config in the pre-flight
+    check, or translating it raised. Applies while the policy's fingerprint is the same."""
+
+    fingerprint: str
+    reason: str
+    violations: tuple[Violation, ...]
+
+
+def _validate(p: Policy) -> list[Violation]:
+    try:
+        return _VALIDATED.get((p,), partial(validate_object, p))
+    except Exception as e:  # a bug of ours must not take the rest of the mesh down with it
+        return [Violation("", f"internal error while validating ({type(e).__name__}: {e}); please report it")]
 
 
 def _age(p: Policy) -> tuple[str, str, str]:
@@ -41,25 +72,62 @@ class Resolved:
     rule_retry: dict[tuple[str, str], RetryPolicy] = field(default_factory=dict)
     access: dict[str, list[AccessPolicy]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[PolicyKey, PolicyOutcome] = field(default_factory=dict)
+    #: the version of each policy that translation uses (the current one, or the last accepted one)
+    used: dict[PolicyKey, Policy] = field(default_factory=dict)
+
+    def in_force(self) -> dict[PolicyKey, Policy]:
+        """The accepted current versions: what may become the last accepted version once delivered."""
+        return {k: p for k, p in self.used.items() if self.outcomes[k].accepted}
 
 
-def resolve(state: MeshState) -> Resolved:
+def resolve(
+    state: MeshState,
+    last_good: Mapping[PolicyKey, Policy] | None = None,
+    rejected: Mapping[PolicyKey, Rejection] | None = None,
+) -> Resolved:
+    """Validate, place and de-conflict every policy. A refused version of a policy (invalid, unparseable, or
+    rejected after validation) is marked ``Accepted=False``; its last accepted version from ``last_good``, if any,
+    stays in force so that a bad edit never takes config away."""
     r = Resolved()
-    valid: list[Policy] = []
+    last_good = last_good or {}
+    rejected = rejected or {}
+    candidates: list[Policy] = []
     for p in sorted(state.policies, key=_age):
+        key = key_of(p)
         outcome = PolicyOutcome(p.metadata.generation)
-        r.outcomes[key_of(p)] = outcome
-        found = _VALIDATED.get((p,), partial(validate_object, p))
+        r.outcomes[key] = outcome
+        found = _validate(p)
+        refusal = rejected.get(key)
         if errors(found):
             outcome.reject(INVALID, *errors(found))
-            continue
-        if warnings(found):
+        elif refusal is not None and refusal.fingerprint == fingerprint(p):
+            outcome.reject(refusal.reason, *refusal.violations)
+        elif warnings(found):
             outcome.warn(*warnings(found))
+        if outcome.accepted:
+            candidates.append(p)
+        elif (previous := _previous(last_good.get(key), p)) is not None:
+            outcome.previous_in_force = previous.metadata.generation
+            candidates.append(previous)
+    for refused in state.refused:
+        key = PolicyKey(refused.kind, refused.namespace, refused.name)
+        outcome = PolicyOutcome(refused.generation)
+        outcome.reject(INVALID, *refused.violations)
+        r.outcomes[key] = outcome
+        if (previous := last_good.get(key)) is not None:
+            outcome.previous_in_force = previous.metadata.generation
+            candidates.append(previous)
+
+    valid: list[Policy] = []
+    for p in sorted(candidates, key=_age):
         target = f"{p.metadata.namespace}/{p.spec.target_ref.name}"
         if p.spec.target_ref.kind == "Service" and target not in state.services:
+            outcome = r.outcomes[key_of(p)]
+            outcome.previous_in_force = None
             outcome.reject(TARGET_NOT_FOUND, Violation("spec.targetRef", f"service {target} does not exist"))
             continue
         valid.append(p)
+        r.used[key_of(p)] = p
 
     traffic_by_name: dict[str, TrafficPolicy] = {}
     for p in valid:
@@ -79,6 +147,13 @@ def resolve(state: MeshState) -> Resolved:
     return r
 
 
+def _previous(last: Policy | None, current: Policy) -> Policy | None:
+    """The last accepted version, unless it is the very version now refused."""
+    if last is None or fingerprint(last) == fingerprint(current):
+        return None
+    return last
+
+
 def _place_retry(r: Resolved, p: RetryPolicy, traffic_by_name: dict[str, TrafficPolicy]) -> None:
     ref = p.spec.target_ref
     if ref.kind == "Service":
@@ -92,6 +167,7 @@ def _place_retry(r: Resolved, p: RetryPolicy, traffic_by_name: dict[str, Traffic
     rule_names = {rule.name for rule in tp.spec.rules} if tp else set()
     if tp is None or ref.section_name not in rule_names:
         what = f"TrafficPolicy {ref.name}" if tp is None else f"rule {ref.section_name!r} of TrafficPolicy {ref.name}"
+        r.outcomes[key_of(p)].previous_in_force = None
         r.outcomes[key_of(p)].reject(TARGET_NOT_FOUND, Violation("spec.targetRef", f"{what} does not exist"))
         return
     svc = f"{tp.metadata.namespace}/{tp.spec.target_ref.name}"
@@ -103,6 +179,7 @@ def _place_retry(r: Resolved, p: RetryPolicy, traffic_by_name: dict[str, Traffic
 
 
 def _conflict(r: Resolved, loser: Policy, winner: Policy, why: str) -> None:
+    r.outcomes[key_of(loser)].previous_in_force = None
     r.outcomes[key_of(loser)].reject(
         CONFLICTED, Violation("spec.targetRef", f"{why} (older policies win; {winner.metadata.name} is older)")
     )

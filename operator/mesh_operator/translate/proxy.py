@@ -9,9 +9,11 @@ from mesh_operator.api.retry_policy import RetryPolicy
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
 from mesh_operator.translate.memo import IdentityMemo
-from mesh_operator.translate.policies import Resolved
+from mesh_operator.translate.policies import Resolved, key_of
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
+from mesh_operator.translate.status import TRANSLATION_FAILED
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
+from mesh_operator.validation.violations import Violation
 from xds_server import ir
 
 
@@ -59,12 +61,43 @@ class ProxyBuilder:
             rule_retries = self._rule_retries.get(service_key, {})
             ids = service_identities(svc, self.mesh.trust_domain)
             keys = (svc, self.state.mesh, tp, retry, ids, *(x for kv in sorted(rule_retries.items()) for x in kv))
-            result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
+            try:
+                result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
+            except Exception as e:
+                result = self._routing_without_culprit(svc, tp, retry, rule_retries, ids, e)
             for key, warning in result.warnings:
                 if warning not in r.outcomes[key].violations:
                     r.outcomes[key].warn(warning)
             self._routing[service_key] = result
         return self._routing[service_key]
+
+    def _routing_without_culprit(
+        self,
+        svc: ServiceInfo,
+        tp: TrafficPolicy | None,
+        retry: RetryPolicy | None,
+        rule_retries: dict[str, RetryPolicy],
+        ids: tuple[str, ...],
+        error: Exception,
+    ) -> ServiceRouting:
+        """Translating a service's policies raised: find the policy without which it works, mark it
+        ``TranslationFailed`` and route without it. If no single policy is to blame, all of them are."""
+        mesh = self.state.mesh
+        suspects: list[TrafficPolicy | RetryPolicy] = [p for p in (tp, retry, *rule_retries.values()) if p]
+        why = Violation("", f"translation failed: {type(error).__name__}: {error}; please report it")
+        for suspect in suspects:
+            t = None if suspect is tp else tp
+            r = None if suspect is retry else retry
+            rr = {k: v for k, v in rule_retries.items() if v is not suspect}
+            try:
+                result = service_routing(svc, mesh, t, r, rr, ids)
+            except Exception:
+                continue
+            self.resolved.outcomes[key_of(suspect)].reject(TRANSLATION_FAILED, why)
+            return result
+        for suspect in suspects:
+            self.resolved.outcomes[key_of(suspect)].reject(TRANSLATION_FAILED, why)
+        return service_routing(svc, mesh, None, None, {}, ids)
 
     def build(self, w: WorkloadInfo) -> ir.ProxyConfig:
         node = ir.NodeInfo(
@@ -97,7 +130,7 @@ class ProxyBuilder:
                     local_cluster=local.name,
                     tls=ir.InboundTls(self.mesh.mtls_mode),
                     rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
-                    routes=_rate_limited_routes(self.resolved.traffic.get(ib.service), svc, local.name),
+                    routes=self._inbound_routes(ib.service, svc, local.name),
                 )
             )
         outbound = []
@@ -118,6 +151,16 @@ class ProxyBuilder:
             outbound=tuple(outbound),
             clusters=tuple(clusters[name] for name in sorted(clusters)),
         )
+
+    def _inbound_routes(self, service: str, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
+        tp = self.resolved.traffic.get(service)
+        try:
+            return _rate_limited_routes(tp, svc, local_cluster)
+        except Exception as e:
+            assert tp is not None  # nothing to translate without a policy
+            why = Violation("", f"translation failed: {type(e).__name__}: {e}; please report it")
+            self.resolved.outcomes[key_of(tp)].reject(TRANSLATION_FAILED, why)
+            return ()
 
 
 def _outbound(svc: ServiceInfo, routing: ServiceRouting, port: int) -> ir.OutboundListener:

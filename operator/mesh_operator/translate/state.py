@@ -13,6 +13,7 @@ from typing import Literal
 from mesh_operator.api import AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import ObjectMeta
 from mesh_operator.api.inventory import Client, Instance, Upstream
+from mesh_operator.validation.violations import Violation
 
 Protocol = Literal["http", "http2", "tcp"]
 Policy = TrafficPolicy | RetryPolicy | AccessPolicy
@@ -85,12 +86,25 @@ class WorkloadInfo:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A policy the source could not even parse (schema errors): it gets a status, and the last accepted version
+    of the same policy, if there is one, stays in force."""
+
+    kind: str
+    namespace: str
+    name: str
+    violations: tuple[Violation, ...]
+    generation: int = 1
+
+
 @dataclass(frozen=True)
 class MeshState:
     mesh: Mesh
     services: dict[str, ServiceInfo] = field(default_factory=dict)  # key: namespace/name
     workloads: dict[str, WorkloadInfo] = field(default_factory=dict)  # key: namespace/name
     policies: tuple[Policy, ...] = ()
+    refused: tuple[Refused, ...] = ()
 
 
 _PROTOCOLS: dict[str, Protocol] = {"HTTP": "http", "HTTP2": "http2", "TCP": "tcp"}

@@ -13,6 +13,10 @@ from mesh_operator.validation.violations import Violation
 INVALID = "Invalid"
 TARGET_NOT_FOUND = "TargetNotFound"
 CONFLICTED = "Conflicted"
+#: Envoy refused the config the policy produced (found by the pre-flight check, before any proxy saw it).
+REJECTED_BY_ENVOY = "RejectedByEnvoy"
+#: Translating the policy raised: a bug of ours, contained to this policy.
+TRANSLATION_FAILED = "TranslationFailed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,8 @@ class PolicyOutcome:
     accepted: bool = True
     reason: str = "Accepted"
     violations: list[Violation] = field(default_factory=list)
+    #: When this version is refused: the generation of the last accepted version, which stays in force.
+    previous_in_force: int | None = None
 
     def reject(self, reason: str, *violations: Violation) -> None:
         if self.accepted:
@@ -46,13 +52,21 @@ class PolicyOutcome:
 
     @property
     def message(self) -> str:
-        return "; ".join(str(v) for v in self.violations)
+        text = "; ".join(str(v) for v in self.violations)
+        if not self.accepted:
+            kept = (
+                f"the last accepted version (generation {self.previous_in_force}) stays in force"
+                if self.previous_in_force is not None
+                else "the policy is not in force"
+            )
+            return f"{text}; {kept}" if text else kept
+        return text
 
     def condition(self) -> dict[str, object]:
         return {
             "type": "Accepted",
             "status": "True" if self.accepted else "False",
             "reason": self.reason,
-            "message": self.message or "the policy is in force",
+            "message": self.message or "accepted",
             "observedGeneration": self.generation,
         }

@@ -62,7 +62,7 @@ def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_two_second
         assert took < 2.0 and time.monotonic() - start < 2.0, took
 
 
-def test_an_invalid_edit_is_reported_and_ignored_and_traffic_keeps_the_last_good_config(
+def test_an_invalid_edit_is_refused_with_its_field_path_and_the_last_accepted_version_stays_in_force(
     mesh: LocalMeshBuilder,
 ) -> None:
     mesh.service("backend", instances=VERSIONS)
@@ -71,14 +71,17 @@ def test_an_invalid_edit_is_reported_and_ignored_and_traffic_keeps_the_last_good
     with mesh.run() as m:
         desired = m.desired()
         m.write(file, split(0, 100).replace("weight: 100", "weight: lots"))  # a schema error
-        eventually(lambda: "edit ignored" in m.log(), timeout=10)
-        log = m.log()
-        assert "weight" in log  # the violation names its field
-        assert m.desired() == desired  # nothing was translated, nothing sent
+        policy = "TrafficPolicy/default/backend"
+        eventually(lambda: m.policies()[policy]["accepted"]["status"] == "False", timeout=10)
+        accepted = m.policies()[policy]["accepted"]
+        assert accepted["reason"] == "Invalid"
+        assert "spec.rules[0].backends[1].weight" in accepted["message"]  # the violation names its field
+        assert "stays in force" in accepted["message"]
+        assert m.desired() == desired  # the last accepted version is still what every proxy has
         assert served(m) == {"backend-v1"}
-        assert m.policies()["TrafficPolicy/default/backend"]["accepted"]["status"] == "True"
-        code, _, _ = meshctl_status(m)
-        assert code == 0  # every proxy still SYNCED on the last good config
+        code, table, _ = meshctl_status(m)
+        assert code == 1  # a refused object is never "all good"
+        assert f"{policy} is not accepted" in table
 
 
 def _inventory_with_upstream_port(m: RunningMesh, client: str, service: str, port: int) -> str:

@@ -1,0 +1,67 @@
+"""Which policies shaped which Envoy resource of a proxy: the key to naming the culprit of a rejection.
+
+Envoy names the resource it refuses (``Error adding/updating listener(s) outbound|8080|backend.shop: ...``); the
+IR element of that name carries the provenance of every policy that went into it. Listeners and their route
+configurations share a name; clusters have their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from xds_server.ir import Cluster, InboundListener, OutboundListener, Provenance, ProxyConfig
+
+Element = InboundListener | OutboundListener | Cluster
+
+
+def element_policies(element: Element) -> set[str]:
+    """``Kind/namespace/name`` of every policy whose provenance the element carries."""
+    found: list[Provenance | None] = []
+    if isinstance(element, Cluster):
+        found += element.provenance
+    else:
+        for r in element.routes:
+            found += [r.provenance, r.retry.provenance if r.retry else None]
+        if isinstance(element, InboundListener):
+            found += [p.provenance for p in element.rbac]
+        else:
+            found += element.provenance
+    return {p.policy for p in found if p is not None}
+
+
+def elements(cfg: ProxyConfig) -> Iterable[Element]:
+    yield from cfg.inbound
+    yield from cfg.outbound
+    yield from cfg.clusters
+
+
+def resource_policies(cfg: ProxyConfig) -> dict[str, set[str]]:
+    """Envoy resource name -> the policies it carries (only resources that carry any)."""
+    out: dict[str, set[str]] = {}
+    for e in elements(cfg):
+        if policies := element_policies(e):
+            out.setdefault(e.name, set()).update(policies)
+    return out
+
+
+def policies_of(cfg: ProxyConfig) -> set[str]:
+    """Every policy whose provenance the proxy's config carries."""
+    return {p for e in elements(cfg) for p in element_policies(e)}
+
+
+_NAME_CHARS = r"[A-Za-z0-9_.|:~/-]"
+
+
+def named_resources(message: str, names: Iterable[str]) -> list[str]:
+    """The resource names that ``message`` (an Envoy error) mentions as whole names, longest first."""
+    found = []
+    for name in sorted(set(names), key=len, reverse=True):
+        if re.search(rf"(?<!{_NAME_CHARS}){re.escape(name)}(?!{_NAME_CHARS})", message):
+            found.append(name)
+    return found
+
+
+def culprits(message: str, by_resource: Mapping[str, set[str]]) -> set[str]:
+    """The policies behind the resources an Envoy error names (empty when it names none that carry policies)."""
+    return {p for name in named_resources(message, by_resource) for p in by_resource[name]}

@@ -1,0 +1,240 @@
+"""The pre-flight check: real Envoy (``--mode validate``) judges new config before any proxy receives it.
+
+Validation in Python catches what it knows; Envoy knows the rest (protoc-gen-validate rules, cross-field rules it
+checks at load time). So before a changed snapshot is published, the static equivalent of the proxy's resources
+(:func:`~xds_server.translate.render_bootstrap`: RDS inlined, EDS as static load assignments, SDS names as static
+secrets) is validated by the Envoy binary the sidecars run.
+
+Cost is bounded three ways:
+
+* **only what changed**: a resource version (content hash of its bytes) that Envoy accepted once is never checked
+  again; a proxy whose resources are all known-good is not checked at all;
+* **batches**: up to ``batch_size`` proxies share one Envoy run. Their listener and cluster names are prefixed
+  ``n<i>~`` (every string equal to such a name is renamed, so references follow) and their listeners get distinct
+  ports: Envoy's validation depends on names only through uniqueness and references, and on ports only through
+  uniqueness, so the merged bootstrap is valid exactly when every member is (``tests/envoy/test_preflight.py``
+  checks this on every golden case and example). Envoy stops at the first error and names the resource; its
+  prefix tells the proxy, which is taken out, and the rest is run again. An error naming no prefix splits the
+  batch in halves;
+* **workers**: batches run in parallel, ``workers`` at a time (the Envoy processes release the GIL).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xds_server import ir
+from xds_server.ca import SpiffeId, TrustBundle, create_root
+from xds_server.envoy_binary import envoy_path
+from xds_server.snapshot import SECRET, Snapshot
+from xds_server.translate import render_bootstrap, translate_proxy
+
+_PREFIX = re.compile(r"\bn(\d+)~")
+_FIRST_PORT = 10_000
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Envoy refused a proxy's config: its message, and the resource it named (without the batch prefix)."""
+
+    message: str
+    resource: str | None = None
+
+
+@dataclass
+class PreflightStats:
+    checks: int = 0
+    envoy_runs: int = 0
+    proxies_checked: int = 0
+    refusals: int = 0
+    seconds: float = 0.0
+    last_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Preflight:
+    batch_size: int = 64
+    workers: int = 2
+    timeout: float = 60.0
+    envoy: Path | None = None
+    stats: PreflightStats = field(default_factory=PreflightStats)
+
+    def __post_init__(self) -> None:
+        self._validated: set[str] = set()
+        self._lock = threading.Lock()
+        self._material: dict[str, tuple[str, str, str]] = {}
+        self._binary = self.envoy or envoy_path()
+
+    # ------------------------------------------------------------------ public
+
+    def needs_check(self, snapshot: Snapshot) -> bool:
+        """Whether the snapshot holds a resource Envoy has not accepted before (secrets are never checked)."""
+        with self._lock:
+            return any(
+                r.version not in self._validated
+                for t, by_name in snapshot.resources.items()
+                if t != SECRET
+                for r in by_name.values()
+            )
+
+    def check(self, proxies: Mapping[str, tuple[ir.ProxyConfig, Snapshot]]) -> dict[str, Refusal]:
+        """Validate the given proxies' configs; the refused ones, with Envoy's reason. Blocking: run it off the
+        event loop."""
+        if not proxies:
+            return {}
+        started = time.perf_counter()
+        docs = {node: self._bootstrap(cfg) for node, (cfg, _) in sorted(proxies.items())}
+        nodes = list(docs)
+        batches = [nodes[i : i + self.batch_size] for i in range(0, len(nodes), self.batch_size)]
+        refused: dict[str, Refusal] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for result in pool.map(lambda b: self._check_batch(b, docs), batches):
+                refused.update(result)
+        with self._lock:
+            for node, (_, snap) in proxies.items():
+                if node not in refused:
+                    self._validated.update(
+                        r.version for t, by_name in snap.resources.items() if t != SECRET for r in by_name.values()
+                    )
+            elapsed = time.perf_counter() - started
+            self.stats.checks += 1
+            self.stats.proxies_checked += len(proxies)
+            self.stats.refusals += len(refused)
+            self.stats.seconds += elapsed
+            self.stats.last_seconds = elapsed
+        return refused
+
+    # ------------------------------------------------------------------ batches
+
+    def _check_batch(self, batch: list[str], docs: Mapping[str, dict[str, Any]]) -> dict[str, Refusal]:
+        refused: dict[str, Refusal] = {}
+        pending = [batch]
+        while pending:
+            group = pending.pop()
+            ok, output = self._run(merge_bootstraps([docs[n] for n in group]))
+            if ok:
+                continue
+            message = envoy_error(output)
+            m = _PREFIX.search(message)
+            if len(group) == 1:
+                refused[group[0]] = Refusal(_PREFIX.sub("", message), _resource_named(message))
+            elif m is not None and int(m.group(1)) < len(group):
+                culprit = group[int(m.group(1))]
+                refused[culprit] = Refusal(_PREFIX.sub("", message), _resource_named(message))
+                rest = [n for n in group if n != culprit]
+                if rest:
+                    pending.append(rest)
+            else:
+                half = len(group) // 2
+                pending += [group[:half], group[half:]]
+        return refused
+
+    def _run(self, doc: dict[str, Any]) -> tuple[bool, str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="meshwork-preflight-") as f:
+            json.dump(doc, f)
+            f.flush()
+            argv = [str(self._binary), "--mode", "validate", "-c", f.name, "--disable-hot-restart", "-l", "critical"]
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+            except subprocess.TimeoutExpired:
+                return False, f"Envoy did not finish validating within {self.timeout:.0f}s"
+        with self._lock:
+            self.stats.envoy_runs += 1
+        return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+    def _bootstrap(self, cfg: ir.ProxyConfig) -> dict[str, Any]:
+        chain, key, bundle = self._throwaway_material(cfg.mesh.trust_domain)
+        return render_bootstrap(
+            cfg, translate_proxy(cfg), cert_chain_pem=chain, private_key_pem=key, trust_bundle_pem=bundle
+        )
+
+    def _throwaway_material(self, trust_domain: str) -> tuple[str, str, str]:
+        """A certificate, key and bundle from a CA made for validation only (never used to serve)."""
+        with self._lock:
+            if trust_domain not in self._material:
+                ca = create_root(trust_domain)
+                leaf = ca.issue_keypair(SpiffeId.parse(f"spiffe://{trust_domain}/ns/preflight/sa/preflight"))
+                self._material[trust_domain] = (
+                    leaf.chain_pem.decode(),
+                    leaf.private_key_pem.decode(),
+                    TrustBundle.of(ca.root).to_pem().decode(),
+                )
+            return self._material[trust_domain]
+
+
+def merge_bootstraps(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One bootstrap holding every member's listeners and clusters, renamed ``n<i>~<name>`` (with every reference),
+    each listener on its own port. Secrets are shared (the members carry the same throwaway material)."""
+    if len(docs) == 1:
+        return docs[0]
+    listeners: list[Any] = []
+    clusters: list[Any] = []
+    secrets: dict[str, Any] = {}
+    port = _FIRST_PORT
+    for i, doc in enumerate(docs):
+        static = doc["static_resources"]
+        names = {x["name"] for x in static["listeners"]} | {x["name"] for x in static["clusters"]}
+        renamed = _rename(static, names, f"n{i}~")
+        for lis in renamed["listeners"]:
+            for addr in [lis.get("address"), *(a.get("address") for a in lis.get("additional_addresses", []))]:
+                if addr and "socket_address" in addr:
+                    addr["socket_address"]["port_value"] = port
+                    port += 1
+        listeners += renamed["listeners"]
+        clusters += renamed["clusters"]
+        for s in static.get("secrets", []):
+            secrets.setdefault(s["name"], s)
+    return {
+        "node": docs[0]["node"],
+        "admin": docs[0]["admin"],
+        "static_resources": {"listeners": listeners, "clusters": clusters, "secrets": list(secrets.values())},
+    }
+
+
+def _rename(node: Any, names: set[str], prefix: str) -> Any:
+    if isinstance(node, str):
+        return prefix + node if node in names else node
+    if isinstance(node, dict):
+        return {k: _rename(v, names, prefix) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rename(v, names, prefix) for v in node]
+    return node
+
+
+def envoy_error(output: str) -> str:
+    """The reason in Envoy's validation output: the text after ``error initializing configuration '...':``."""
+    for line in output.splitlines():
+        m = re.search(r"error initializing configuration '[^']*': (.*)$", line)
+        if m:
+            return m.group(1).strip()
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "Envoy refused the configuration (no message)"
+
+
+def _resource_named(message: str) -> str | None:
+    m = re.search(r"\bn\d+~([^\s':,]+)", message)
+    return m.group(1) if m else None
+
+
+def reason_line(error: str, limit: int = 300) -> str:
+    """One readable line of an Envoy NACK or validation error. Envoy's NACK texts name the resource on their first
+    line, may follow it with a 70-100 line proto dump, and state the problem on the last line: keep the first and
+    the last line, cut to ``limit`` characters."""
+    lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
