@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install lint test test-unit test-envoy demo bench clean help
+.PHONY: install lint test test-unit test-envoy demo bench clean help envoy-rules
 
 help:
 	@echo "make demo   - the local mesh, end to end"
@@ -27,7 +27,11 @@ lint: install
 
 -include mk/*.mk
 
-test: install lint $(TEST_PREREQS)
+# The Envoy field rules validation applies, extracted from Envoy's protos (validation/envoy_fields.py).
+envoy-rules: .venv-upb/.installed
+	.venv-upb/bin/python scripts/envoy/extract_rules.py > operator/mesh_operator/validation/envoy_rules.json
+
+test: install lint .venv-upb/.installed $(TEST_PREREQS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -215,11 +215,11 @@ def _rename(node: Any, names: set[str], prefix: str) -> Any:
 
 
 def envoy_error(output: str) -> str:
-    """The reason in Envoy's validation output: the text after ``error initializing configuration '...':``."""
-    for line in output.splitlines():
-        m = re.search(r"error initializing configuration '[^']*': (.*)$", line)
-        if m:
-            return m.group(1).strip()
+    """The reason in Envoy's validation output: everything after ``error initializing configuration '...':``
+    (proto dumps included: they often carry the provenance of the offending part)."""
+    m = re.search(r"error initializing configuration '[^']*': (.*)", output, re.DOTALL)
+    if m:
+        return m.group(1).strip()
     lines = [ln for ln in output.splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "Envoy refused the configuration (no message)"
 

@@ -27,8 +27,13 @@ def duration_ms(value: str) -> int:
     return round(sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(value)))
 
 
+#: protobuf Duration's range (10,000 years): every duration ends up in one.
+MAX_DURATION_MS = 315_576_000_000_000
+
+
 def _check_duration(value: str) -> str:
-    duration_ms(value)
+    if duration_ms(value) > MAX_DURATION_MS:
+        raise ValueError("must be at most 315576000000s (the largest protobuf Duration)")
     return value
 
 

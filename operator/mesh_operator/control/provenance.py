@@ -62,6 +62,19 @@ def named_resources(message: str, names: Iterable[str]) -> list[str]:
     return found
 
 
+def markers(policy: str) -> tuple[str, ...]:
+    """How a policy shows inside Envoy's dump of a refused message: its metadata (``Kind/ns/name@``) and its stat
+    prefix token (``kind_ns_name``, see :attr:`xds_server.ir.Provenance.stat_name`)."""
+    kind, namespace, name = policy.split("/", 2)
+    stat = f"{kind.lower()}_{namespace}_{name}".replace(".", "_").replace("-", "_")
+    return (f"{policy}@", stat)
+
+
 def culprits(message: str, by_resource: Mapping[str, set[str]]) -> set[str]:
-    """The policies behind the resources an Envoy error names (empty when it names none that carry policies)."""
-    return {p for name in named_resources(message, by_resource) for p in by_resource[name]}
+    """The policies behind an Envoy error: those of the resources it names, else those whose provenance shows in
+    its dump of the refused message. Empty when it points at nothing that carries a policy."""
+    named = {p for name in named_resources(message, by_resource) for p in by_resource[name]}
+    if named:
+        return named
+    everyone = {p for ps in by_resource.values() for p in ps}
+    return {p for p in everyone if any(m in message for m in markers(p))}

@@ -126,6 +126,11 @@ def resolve(
             outcome.previous_in_force = None
             outcome.reject(TARGET_NOT_FOUND, Violation("spec.targetRef", f"service {target} does not exist"))
             continue
+        if isinstance(p, TrafficPolicy) and (problem := _protocol_problem(p, state)) is not None:
+            outcome = r.outcomes[key_of(p)]
+            outcome.previous_in_force = None
+            outcome.reject(INVALID, problem)
+            continue
         valid.append(p)
         r.used[key_of(p)] = p
 
@@ -145,6 +150,19 @@ def resolve(
         elif isinstance(p, AccessPolicy):
             r.access[f"{p.metadata.namespace}/{p.spec.target_ref.name}"].append(p)
     return r
+
+
+def _protocol_problem(p: TrafficPolicy, state: MeshState) -> Violation | None:
+    """Rules that depend on the target's protocol (Envoy enforces them when it loads the cluster)."""
+    svc = state.services[f"{p.metadata.namespace}/{p.spec.target_ref.name}"]
+    hc = p.spec.health_check
+    if hc is not None and hc.grpc is not None and svc.protocol != "http2":
+        return Violation(
+            "spec.healthCheck.grpc",
+            f"needs service {svc.namespace}/{svc.name} to speak HTTP2 (its protocol is {svc.protocol.upper()}): "
+            "gRPC health checks run over HTTP/2",
+        )
+    return None
 
 
 def _previous(last: Policy | None, current: Policy) -> Policy | None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from mesh_operator.api import KINDS, AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import GROUP_VERSION
 from mesh_operator.validation.access_policy import validate_access_policy
+from mesh_operator.validation.envoy import check_envoy_rules
 from mesh_operator.validation.inventory import validate_inventory
 from mesh_operator.validation.mesh import validate_mesh
 from mesh_operator.validation.retry_policy import validate_retry_policy
@@ -67,6 +68,7 @@ def validate_object(obj: ApiObject) -> list[Violation]:
     """The cross-field rules of one already-typed object."""
     c = Collector()
     _SEMANTIC[type(obj)](obj, c)
+    check_envoy_rules(obj.kind, obj, c)
     return c.violations
 
 

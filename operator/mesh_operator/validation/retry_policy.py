@@ -27,8 +27,6 @@ def validate_retry_policy(policy: RetryPolicy, c: Collector) -> None:
     if spec.per_try_timeout is not None and duration_ms(spec.per_try_timeout) <= 0:
         s.error("perTryTimeout", "must be greater than 0")
     if spec.backoff is not None:
-        base = duration_ms(spec.backoff.base_interval)
-        if base <= 0:
-            s.at("backoff").error("baseInterval", "must be greater than 0")
+        base = duration_ms(spec.backoff.base_interval)  # > 0 is Envoy's own rule (validation/envoy.py)
         if spec.backoff.max_interval is not None and duration_ms(spec.backoff.max_interval) < base:
             s.at("backoff").error("maxInterval", "must not be less than baseInterval")
