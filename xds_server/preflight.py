@@ -230,11 +230,18 @@ def _resource_named(message: str) -> str | None:
 
 
 def reason_line(error: str, limit: int = 300) -> str:
-    """One readable line of an Envoy NACK or validation error. Envoy's NACK texts name the resource on their first
-    line, may follow it with a 70-100 line proto dump, and state the problem on the last line: keep the first and
-    the last line, cut to ``limit`` characters."""
-    lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+    """One readable line of an Envoy NACK or validation error. Envoy's texts may name the resource on their first
+    line, follow it with a 70-100 line proto dump, and end with the problem as a chain of ``caused by`` clauses:
+    the line keeps the resource and the innermost cause, cut to ``limit`` characters."""
+    lines = [ln.strip() for ln in error.splitlines() if ln.strip() and not ln.strip().startswith("goo.gle/")]
     if not lines:
         return ""
-    text = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    cause = lines[-1].rsplit("caused by", 1)[-1].strip().rstrip(")").lstrip(": ")
+    head = lines[0]
+    if head.startswith("Error adding/updating") and head != lines[-1]:
+        text = f"{head.split(':', 1)[0]}: {cause}"
+    elif head.startswith("Error adding/updating"):
+        text = f"{head.split(':', 1)[0]}: {cause}" if "caused by" in head else head
+    else:
+        text = cause
     return text if len(text) <= limit else text[: limit - 1] + "…"

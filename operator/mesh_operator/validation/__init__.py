@@ -7,11 +7,13 @@ from the pydantic models; the rules that span fields live in one module per kind
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from mesh_operator.api import KINDS, AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import GROUP_VERSION
@@ -60,8 +62,54 @@ def validate_document(doc: Mapping[str, Any]) -> Checked:
     try:
         obj = model.model_validate(doc)
     except ValidationError as e:
-        return Checked(None, [_from_pydantic(err) for err in e.errors()])
+        schema = [_from_pydantic(err) for err in e.errors()]
+        return Checked(None, schema + _despite_schema_errors(model, doc, e))
     return Checked(obj, validate_object(obj))
+
+
+def _despite_schema_errors(model: type[ApiObject], doc: Mapping[str, Any], error: ValidationError) -> list[Violation]:
+    """The cross-field violations of a document with schema errors: the fields at fault are left out (a few
+    rounds, as leaving one out can make its parent incomplete) and the rest is validated, so one typo does not hide
+    the other mistakes. Violations of a field that was left out, under it, or of the object that lost it are dropped
+(they would be artefacts of the leaving out)."""
+    trimmed: Any = copy.deepcopy(dict(doc))
+    removed: list[str] = []
+    for _ in range(4):
+        for err in error.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p))]
+            _remove(trimmed, loc, removed)
+        try:
+            obj = model.model_validate(trimmed)
+        except ValidationError as e:
+            error = e
+            continue
+        return [v for v in validate_object(obj) if not any(_near(v.path, r) for r in removed)]
+    return []
+
+
+def _remove(doc: Any, loc: list[str | int], removed: list[str]) -> None:
+    """Drop the innermost mapping key on ``loc`` (list items are kept so later indexes stay true)."""
+    keys = [i for i, p in enumerate(loc) if isinstance(p, str)]
+    if not keys:
+        return
+    last = keys[-1]
+    node = doc
+    for p in loc[:last]:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return
+    name = loc[last]
+    aliases = {name, to_camel(str(name))}
+    for k in list(node) if isinstance(node, dict) else ():
+        if k in aliases:
+            del node[k]
+            removed.append(format_path(loc[: last + 1]))
+
+
+def _near(path: str, removed: str) -> bool:
+    parent = removed.rsplit(".", 1)[0] if "." in removed else ""
+    return path in (removed, parent) or path.startswith((removed + ".", removed + "["))
 
 
 def validate_object(obj: ApiObject) -> list[Violation]:
