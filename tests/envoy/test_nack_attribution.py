@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mesh_operator.control import CertificateManager, ControlPlane
-from mesh_operator.local import sidecar
 from mesh_operator.loader import load_paths
+from mesh_operator.local import sidecar
 from mesh_operator.testing.localmesh import LocalMeshBuilder
 from mesh_operator.translate import policies
 from xds_server.ca import store

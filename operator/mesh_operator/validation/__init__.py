@@ -69,9 +69,9 @@ def validate_document(doc: Mapping[str, Any]) -> Checked:
 
 def _despite_schema_errors(model: type[ApiObject], doc: Mapping[str, Any], error: ValidationError) -> list[Violation]:
     """The cross-field violations of a document with schema errors: the fields at fault are left out (a few
-    rounds, as leaving one out can make its parent incomplete) and the rest is validated, so one typo does not hide
-    the other mistakes. Violations of a field that was left out, under it, or of the object that lost it are dropped
-(they would be artefacts of the leaving out)."""
+        rounds, as leaving one out can make its parent incomplete) and the rest is validated, so one typo does not hide
+        the other mistakes. Violations of a field that was left out, under it, or of the object that lost it are dropped
+    (they would be artefacts of the leaving out)."""
     trimmed: Any = copy.deepcopy(dict(doc))
     removed: list[str] = []
     for _ in range(4):
