@@ -6,6 +6,7 @@ raised for bad input: unreadable files, broken YAML and invalid objects all come
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,10 @@ from mesh_operator.validation import ApiObject, validate_document
 from mesh_operator.validation.violations import Violation
 
 YAML_SUFFIXES = (".yaml", ".yml")
+#: One object at most 1.5 MiB (as JSON): Kubernetes' own limit for an object (etcd's request size).
+MAX_OBJECT_BYTES = 1_572_864
+#: A file at most 64 MiB, read before parsing: a bound on what one bad file can cost.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy")
 
 
@@ -91,6 +96,10 @@ def load_paths(paths: Iterable[str | Path]) -> Loaded:
         result.problems.append(Problem("(arguments)", Violation("", "no YAML files found")))
     for f in files:
         try:
+            size = f.stat().st_size
+            if size > MAX_FILE_BYTES:
+                result.problems.append(Problem(str(f), Violation("", f"file is {size} bytes; the limit is 64 MiB")))
+                continue
             text = f.read_text()
         except OSError as e:
             result.problems.append(Problem(str(f), Violation("", f"cannot read: {e.strerror or e}")))
@@ -112,6 +121,13 @@ def load_text(text: str, source: str, into: Loaded | None = None) -> Loaded:
     docs = [d for d in docs if d is not None]
     for i, doc in enumerate(docs):
         where = f"{source}#{i + 1}" if len(docs) > 1 else source
+        size = len(json.dumps(doc, default=str))
+        if size > MAX_OBJECT_BYTES:
+            limit = Violation("", f"object is {size} bytes as JSON; the limit is {MAX_OBJECT_BYTES} (1.5 MiB)")
+            result.problems.append(Problem(where, limit))
+            if (refused := _refused(doc, [limit])) is not None:
+                result.refused[where] = refused
+            continue
         checked = validate_document(doc)
         name = _name_of(doc)
         label = f"{where} ({name})" if name else where

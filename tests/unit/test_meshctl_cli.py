@@ -83,3 +83,17 @@ def test_render_refuses_a_node_that_is_not_namespace_slash_workload(capsys: pyte
 def test_status_says_clearly_when_no_control_plane_is_running(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--admin", "http://127.0.0.1:9"]) == 2
     assert "cannot reach the control plane" in capsys.readouterr().err
+
+
+def test_an_object_over_the_size_limit_is_refused_with_the_limit_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = "".join(
+        f"\n    - {{name: r{i}, requestHeaders: {{set: [{{name: x-a, value: {'v' * 4000}}}]}}}}" for i in range(400)
+    )
+    (tmp_path / "big.yaml").write_text(
+        "apiVersion: meshwork.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: big}\n"
+        f"spec:\n  targetRef: {{name: backend}}\n  rules:{rules}\n"
+    )
+    assert main(["validate", "-f", str(tmp_path)]) == 1
+    assert "the limit is 1572864 (1.5 MiB)" in capsys.readouterr().err
