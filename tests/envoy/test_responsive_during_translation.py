@@ -114,9 +114,8 @@ async def test_admin_and_pushes_stay_responsive_while_a_4000_route_policy_transl
             out, _ = await poller.communicate()
         latencies = sorted(json.loads(out))
         p99 = latencies[int(len(latencies) * 0.99) - 1]
-        print(
-            f"translation {translation:.2f}s, admin p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms, pushes {[round(d * 1000, 1) for d in push_delays]} ms"
-        )
+        pushes = [round(d * 1000, 1) for d in push_delays]
+        print(f"translation {translation:.2f}s, admin p99 {p99 * 1000:.1f} ms, pushes {pushes} ms")
         assert plane.status.outcomes[next(iter(plane.status.outcomes))].accepted
         assert translation > 1.0, f"the translation took {translation:.2f}s: too short to prove anything"
         assert p99 < 0.1, f"admin p99 {p99 * 1000:.0f} ms while translating for {translation:.1f}s: {latencies}"
