@@ -121,7 +121,7 @@ def tour() -> None:
 
     step("7. Redirect and rewrite")
     status, headers, _, _ = get(LOADGEN_TO_BACKEND + "/v0/items", opener=NO_REDIRECT)
-    row("/v0/items", "301 -> /api/items", f"{status} -> {headers.get('location', '-')}")
+    row("/v0/items", "301 -> http://<host>/api/items", f"{status} -> {headers.get('location', '-')}")
     _, headers, body, _ = get(LOADGEN_TO_BACKEND + "/api/items", {"x-canary": "false"})
     row("/api/items reaches the app as", "/items", json.loads(body).get("path", "?"))
 

@@ -62,6 +62,7 @@ def local_run(args: argparse.Namespace) -> int:
         start_workloads=not args.no_workloads,
         envoy_log_level=args.envoy_log_level,
         delta=args.delta,
+        preflight=not args.no_preflight,
         ca_cert=Path(args.ca_cert) if args.ca_cert else None,
         ca_key=Path(args.ca_key) if args.ca_key else None,
         ca_chain=Path(args.ca_chain) if args.ca_chain else None,

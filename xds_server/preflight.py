@@ -36,8 +36,9 @@ from typing import Any
 from xds_server import ir
 from xds_server.ca import SpiffeId, TrustBundle, create_root
 from xds_server.envoy_binary import envoy_path
+from xds_server.serialize import proto_dict
 from xds_server.snapshot import SECRET, Snapshot
-from xds_server.translate import render_bootstrap, translate_proxy
+from xds_server.translate import EnvoyResources, render_bootstrap, translate_proxy
 
 _PREFIX = re.compile(r"\bn(\d+)~")
 _FIRST_PORT = 10_000
@@ -91,27 +92,53 @@ class Preflight:
             )
 
     def check(self, proxies: Mapping[str, tuple[ir.ProxyConfig, Snapshot]]) -> dict[str, Refusal]:
-        """Validate the given proxies' configs; the refused ones, with Envoy's reason. Blocking: run it off the
-        event loop."""
+        """Validate what is new in the given proxies' configs; the refused proxies, with Envoy's reason.
+        Blocking: run it off the event loop.
+
+        Each proxy contributes only its resources Envoy has not accepted before, plus the clusters they refer to
+        (and secrets): a one-route change checks one listener and a few clusters, not the whole proxy. A new
+        resource shared by several proxies (same bytes) is checked once; if Envoy refuses it, every proxy that
+        has it is refused."""
         if not proxies:
             return {}
         started = time.perf_counter()
-        docs = {node: self._bootstrap(cfg) for node, (cfg, _) in sorted(proxies.items())}
+        owner: dict[str, str] = {}  # resource version -> the proxy whose check covers it
+        docs: dict[str, dict[str, Any]] = {}
+        new_versions: dict[str, set[str]] = {}
+        with self._lock:
+            validated = set(self._validated)
+        for node, (cfg, snap) in sorted(proxies.items()):
+            fresh = {
+                (t, name): r.version
+                for t, by_name in snap.resources.items()
+                if t != SECRET
+                for name, r in by_name.items()
+                if r.version not in validated
+            }
+            new_versions[node] = set(fresh.values())
+            mine = {key for key, v in fresh.items() if v not in owner}
+            for key in mine:
+                owner.setdefault(fresh[key], node)
+            if mine:
+                docs[node] = self._bootstrap(cfg, {name for _, name in mine})
         nodes = list(docs)
         batches = [nodes[i : i + self.batch_size] for i in range(0, len(nodes), self.batch_size)]
         refused: dict[str, Refusal] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             for result in pool.map(lambda b: self._check_batch(b, docs), batches):
                 refused.update(result)
+        for node, versions in new_versions.items():
+            if node not in refused:
+                culprit = next((owner[v] for v in sorted(versions) if owner.get(v) in refused), None)
+                if culprit is not None:
+                    refused[node] = refused[culprit]
         with self._lock:
-            for node, (_, snap) in proxies.items():
+            for node, versions in new_versions.items():
                 if node not in refused:
-                    self._validated.update(
-                        r.version for t, by_name in snap.resources.items() if t != SECRET for r in by_name.values()
-                    )
+                    self._validated.update(versions)
             elapsed = time.perf_counter() - started
             self.stats.checks += 1
-            self.stats.proxies_checked += len(proxies)
+            self.stats.proxies_checked += len(docs)
             self.stats.refusals += len(refused)
             self.stats.seconds += elapsed
             self.stats.last_seconds = elapsed
@@ -155,11 +182,12 @@ class Preflight:
             self.stats.envoy_runs += 1
         return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
-    def _bootstrap(self, cfg: ir.ProxyConfig) -> dict[str, Any]:
+    def _bootstrap(self, cfg: ir.ProxyConfig, names: set[str] | None = None) -> dict[str, Any]:
+        """The static bootstrap of the proxy's resources named in ``names`` (all without), with every cluster
+        they refer to."""
         chain, key, bundle = self._throwaway_material(cfg.mesh.trust_domain)
-        return render_bootstrap(
-            cfg, translate_proxy(cfg), cert_chain_pem=chain, private_key_pem=key, trust_bundle_pem=bundle
-        )
+        res = subset(translate_proxy(cfg), names)
+        return render_bootstrap(cfg, res, cert_chain_pem=chain, private_key_pem=key, trust_bundle_pem=bundle)
 
     def _throwaway_material(self, trust_domain: str) -> tuple[str, str, str]:
         """A certificate, key and bundle from a CA made for validation only (never used to serve)."""
@@ -173,6 +201,37 @@ class Preflight:
                     TrustBundle.of(ca.root).to_pem().decode(),
                 )
             return self._material[trust_domain]
+
+
+def subset(res: EnvoyResources, names: set[str] | None) -> EnvoyResources:
+    """The listeners (with their route configurations) and clusters (with their endpoints) named, plus every
+    cluster a kept listener or route refers to (any string equal to a cluster's name counts as a reference)."""
+    if names is None:
+        return res
+    listeners = tuple(x for x in res.listeners if x.name in names)
+    kept = {x.name for x in listeners} | {x.name for x in res.route_configs if x.name in names}
+    listeners = tuple(x for x in res.listeners if x.name in kept)
+    routes = tuple(x for x in res.route_configs if x.name in kept)
+    cluster_names = {c.name for c in res.clusters}
+    wanted = {n for n in names if n in cluster_names}
+    for msg in (*listeners, *routes):
+        wanted |= _strings(proto_dict(msg)) & cluster_names
+    return EnvoyResources(
+        listeners=listeners,
+        route_configs=routes,
+        clusters=tuple(c for c in res.clusters if c.name in wanted),
+        cluster_load_assignments=tuple(a for a in res.cluster_load_assignments if a.cluster_name in wanted),
+    )
+
+
+def _strings(node: Any) -> set[str]:
+    if isinstance(node, str):
+        return {node}
+    if isinstance(node, dict):
+        return set().union(*(_strings(v) for v in node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*(_strings(v) for v in node)) if node else set()
+    return set()
 
 
 def merge_bootstraps(docs: list[dict[str, Any]]) -> dict[str, Any]:

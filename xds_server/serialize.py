@@ -37,6 +37,7 @@ import pydantic.dataclasses
 from envoy_data_plane.google.protobuf import Any as AnyMsg
 from envoy_data_plane.message_pool import default_message_pool
 
+from xds_server import _to_dict_speedups
 from xds_server.snapshot import CachedResource
 
 _PINNED: Final = "0.9.1"
@@ -361,6 +362,7 @@ def proto_dict(msg: betterproto2.Message) -> dict[str, Any]:
     the .proto names (no envoy field needs keyword mangling), and 0.9.1's ``to_dict`` only calls ``casing(name)``,
     so an identity function gives the exact proto names; nested ``Any`` values are unpacked with ``@type``.
     """
+    _to_dict_speedups.install()
     casing: Any = _field_name
     out: dict[str, Any] = msg.to_dict(casing=casing)
     return out
