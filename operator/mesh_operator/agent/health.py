@@ -13,14 +13,16 @@ from typing import Any
 
 
 def envoy_ready(admin_port: int, timeout: float = 1.0) -> bool:
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=timeout)
     try:
-        c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=timeout)
         c.request("GET", "/ready")
         r = c.getresponse()
         r.read()
         return r.status == 200
     except OSError:
         return False
+    finally:
+        c.close()
 
 
 def run_probe(probe: dict[str, Any]) -> tuple[bool, str]:
@@ -38,9 +40,12 @@ def run_probe(probe: dict[str, Any]) -> tuple[bool, str]:
             else:
                 c = http.client.HTTPConnection("127.0.0.1", h["port"], timeout=timeout)
             headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or []}
-            c.request("GET", h.get("path", "/"), headers=headers)
-            r = c.getresponse()
-            r.read()
+            try:
+                c.request("GET", h.get("path", "/"), headers=headers)
+                r = c.getresponse()
+                r.read()
+            finally:
+                c.close()
             return 200 <= r.status < 400, f"HTTP {r.status}"
         if "tcpSocket" in probe:
             with socket.create_connection(("127.0.0.1", probe["tcpSocket"]["port"]), timeout=timeout):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mesh_operator.agent import csr
-from mesh_operator.agent.bootstrap import bootstrap
+from mesh_operator.agent.bootstrap import bootstrap, sds_files
 from mesh_operator.agent.client import Certificate, Refused, request_certificate
 from mesh_operator.agent.config import AgentConfig
 from mesh_operator.agent.health import HealthServer
@@ -34,6 +34,23 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _publish(creds: Path, gen: Path) -> None:
+    """Point ``creds/..data`` at ``gen`` with one atomic rename, then drop older generations."""
+    tmp = creds / "..data_tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(gen.name)
+    os.replace(tmp, creds / "..data")
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        link = creds / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    for old in creds.glob("..gen-*"):
+        if old != gen:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+
 def renew_delay(not_after: datetime, now: datetime, rng: random.Random | None = None) -> float:
     """Seconds until renewal: about half the remaining life, jittered by ±10 %, at least 1 s."""
     remaining = (not_after - now).total_seconds()
@@ -49,17 +66,27 @@ class Agent:
         self.health: HealthServer | None = None
         self.certificate: Certificate | None = None
         self.renewals = 0
+        self.generation = 0
 
     # -- certificate ------------------------------------------------------------------------------------------
     def obtain(self) -> Certificate:
-        """One certificate for this pod, written where Envoy reads (and watches) it."""
+        """One certificate for this pod, published where Envoy reads (and watches) it.
+
+        The three files change together, atomically, as Kubernetes' atomic writer does and Envoy's
+        ``watched_directory`` expects: a new generation directory ``..gen-N`` is written in full, then the
+        ``..data`` symlink is swapped to it by one rename; ``cert.pem``, ``key.pem`` and ``ca.pem`` are fixed
+        symlinks through ``..data``. Replacing the files one by one instead leaves Envoy a moment with a new
+        certificate and the old key, and it keeps the old pair."""
         creds = self.cfg.creds_dir
         creds.mkdir(mode=0o700, parents=True, exist_ok=True)
         token = self.cfg.token_path.read_text().strip()
-        next_key = creds / ".key.next"
+        self.generation += 1
+        gen = creds / f"..gen-{os.getpid()}-{self.generation}"
+        gen.mkdir(mode=0o700)
+        next_key = gen / "key.pem"
         request = csr.in_child(self.cfg.spiffe_id, next_key)
         # The first request trusts the mounted bundle; renewals trust the bundle the control plane sent last.
-        ca = creds / "ca.pem" if (creds / "ca.pem").is_file() else self.cfg.ca_path
+        ca = creds / "ca.pem" if (creds / "ca.pem").exists() else self.cfg.ca_path
         cert = request_certificate(
             self.cfg.identity_url,
             ca,
@@ -71,9 +98,9 @@ class Agent:
         )
         if cert.identity != self.cfg.spiffe_id:
             raise Refused(200, f"the control plane signed {cert.identity}, expected {self.cfg.spiffe_id}")
-        _atomic_write(creds / "ca.pem", cert.trust_bundle_pem.encode(), 0o644)
-        _atomic_write(creds / "cert.pem", cert.chain_pem.encode(), 0o600)
-        os.replace(next_key, creds / "key.pem")  # a rename into the watched directory: Envoy reloads
+        _atomic_write(gen / "ca.pem", cert.trust_bundle_pem.encode(), 0o644)
+        _atomic_write(gen / "cert.pem", cert.chain_pem.encode(), 0o600)
+        _publish(creds, gen)
         self.certificate = cert
         log.info("certificate for %s valid until %s", cert.identity, cert.not_after)
         return cert
@@ -96,6 +123,8 @@ class Agent:
 
     # -- Envoy ------------------------------------------------------------------------------------------------
     def write_bootstrap(self) -> Path:
+        for sds_path, doc in sds_files(self.cfg).items():
+            _atomic_write(Path(sds_path), json.dumps(doc).encode(), 0o600)
         path = self.cfg.work_dir / "envoy.json"
         _atomic_write(path, json.dumps(bootstrap(self.cfg), indent=1).encode(), 0o600)
         return path
@@ -121,12 +150,14 @@ class Agent:
         envoy = self.envoy
         if envoy is None or envoy.poll() is not None:
             return envoy.returncode if envoy else None
+        c = http.client.HTTPConnection("127.0.0.1", self.cfg.admin_port, timeout=2)
         try:
-            c = http.client.HTTPConnection("127.0.0.1", self.cfg.admin_port, timeout=2)
             c.request("POST", "/drain_listeners?graceful")
             c.getresponse().read()
         except OSError as err:
             log.warning("could not ask Envoy to drain: %s", err)
+        finally:
+            c.close()
         try:
             return envoy.wait(timeout=self.cfg.drain_seconds)
         except subprocess.TimeoutExpired:
@@ -178,8 +209,8 @@ def wait_ready(health_port: int, timeout: float) -> bool:
     """``postStart`` of a classic sidecar: block until the sidecar is ready (kubelet then starts the app)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", health_port, timeout=1)
         try:
-            c = http.client.HTTPConnection("127.0.0.1", health_port, timeout=1)
             c.request("GET", "/healthz/ready")
             r = c.getresponse()
             r.read()
@@ -187,5 +218,7 @@ def wait_ready(health_port: int, timeout: float) -> bool:
                 return True
         except OSError:
             pass
+        finally:
+            c.close()
         time.sleep(0.5)
     return False
