@@ -75,8 +75,13 @@ class InjectionSettings:
     outbound_port: int = 15001
     admin_port: int = 15000
     health_port: int = 15020
-    #: The control plane's xDS + certificate endpoint, as the agent dials it.
+    #: The control plane's xDS endpoint (host:port), as the agent dials it.
     control_plane: str = "meshwork.meshwork-system.svc:15012"
+    #: Where the agent sends its token and CSR (mesh_operator.identity, ``POST /identity/v1/certificate``).
+    identity_url: str = "https://meshwork.meshwork-system.svc:15017/identity/v1/certificate"
+    #: The control plane's SPIFFE ID: the agent accepts no other server for xDS or certificates.
+    control_plane_id: str = "spiffe://cluster.local/ns/meshwork-system/sa/meshwork-control-plane"
+    trust_domain: str = "cluster.local"
     #: The audience of the projected ServiceAccount token the agent presents.
     token_audience: str = "meshwork"
     token_expiration_seconds: int = 3600
