@@ -249,6 +249,8 @@ def _volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
         {
             "name": TOKEN_VOLUME,
             "projected": {
+                # Readable by the proxy's UID whatever the app's runAsUser/fsGroup; only the proxy mounts it.
+                "defaultMode": 0o444,
                 "sources": [
                     {
                         "serviceAccountToken": {
@@ -257,7 +259,7 @@ def _volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
                             "path": "token",
                         }
                     }
-                ]
+                ],
             },
         },
         {"name": WORK_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
