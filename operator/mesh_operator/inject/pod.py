@@ -155,6 +155,9 @@ def inject_pod(pod: dict[str, Any], settings: InjectionSettings, namespace: str 
     if volumes is not None and not isinstance(volumes, list):
         raise InjectionError("spec.volumes", "must be a list of volumes")
     spec["volumes"] = [*(volumes or []), *_volumes(settings)]
+    # A projected token needs the account named (the API server's ServiceAccount admission would name "default";
+    # offline injection and API servers without that plugin do not).
+    spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
 
     annotations[ann.STATUS] = json.dumps(
         {"mode": opts.mode, "proxy": opts.proxy_image, "probes": sorted(table)}, separators=(",", ":")
