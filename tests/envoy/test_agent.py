@@ -237,3 +237,90 @@ def test_envoy_accepts_the_agents_bootstrap_and_its_sds_files(tmp_path: Path) ->
     (tmp_path / "envoy.json").write_text(json.dumps(bootstrap(cfg)))
     result = validate_config(tmp_path / "envoy.json")
     assert result.ok, result
+
+
+INVENTORY = """\
+apiVersion: meshwork.io/v1alpha1
+kind: Inventory
+metadata: {name: shop}
+spec:
+  clients:
+    - {name: web-0, namespace: shop, serviceAccount: web}
+"""
+
+
+def test_the_agents_certificate_opens_the_real_xds_stream_and_the_sidecar_becomes_ready(tmp_path: Path) -> None:
+    """End to end on 127.0.0.1: the control plane (mTLS-only xDS, node served only to its identity) and the
+    identity service share the mesh CA; the agent's certificate is what lets its Envoy in."""
+    from mesh_operator.control.certs import CertificateManager
+    from mesh_operator.control.plane import ControlPlane
+    from mesh_operator.loader import load_text
+
+    certs = CertificateManager(create_root("cluster.local"), leaf_ttl=timedelta(hours=1))
+    plane = ControlPlane(certs, xds_port=free_port(), admin_port=free_port())
+    service = IdentityService(OneCluster(), lambda: certs.issuer, lambda: certs.bundle.to_pem())
+    app = web.Application()
+    app.add_routes(routes(service))
+    server = certs.issuer.issue_keypair(certs.control_plane_identity())
+    (tmp_path / "server.pem").write_bytes(server.chain_pem)
+    (tmp_path / "server.key").write_bytes(server.private_key_pem)
+    (tmp_path / "ca.pem").write_bytes(certs.bundle.to_pem())
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    identity_port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = web.AppRunner(app, access_log=None)
+
+    async def start() -> None:
+        await plane.start()
+        plane.apply(load_text(INVENTORY, "inventory.yaml").state())
+        await plane.wait_translated()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", identity_port, ssl_context=ctx).start()
+
+    async def stop() -> None:
+        await runner.cleanup()
+        await plane.stop()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    (tmp_path / "token").write_text(TOKEN)
+    admin, health = free_port(), free_port()
+    env = {
+        **os.environ,
+        "POD_NAME": "web-0",
+        "POD_NAMESPACE": "shop",
+        "SERVICE_ACCOUNT": "web",
+        "MESHWORK_CONTROL_PLANE": f"127.0.0.1:{plane.xds_port}",
+        "MESHWORK_IDENTITY_URL": f"https://127.0.0.1:{identity_port}/identity/v1/certificate",
+        "MESHWORK_CONTROL_PLANE_ID": str(certs.control_plane_identity()),
+        "MESHWORK_TOKEN": str(tmp_path / "token"),
+        "MESHWORK_CA": str(tmp_path / "ca.pem"),
+        "MESHWORK_WORK_DIR": str(tmp_path / "work"),
+        "MESHWORK_ADMIN_PORT": str(admin),
+        "MESHWORK_HEALTH_PORT": str(health),
+        "MESHWORK_DRAIN_SECONDS": "1",
+        "MESHWORK_CONCURRENCY": "1",
+        "MESHWORK_ENVOY": str(envoy_path()),
+    }
+    agent = subprocess.Popen([sys.executable, "-m", "mesh_operator.agent", "run"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: get(health, "/healthz/ready")[0] == 200, 60, "the sidecar to become ready")
+        # Connected over mTLS with the agent's certificate, and the server's CDS and LDS were accepted (the server
+        # serves a node only to a peer of that node's identity).
+        _, body = get(admin, "/stats?filter=(control_plane.connected_state|cds.update_success|lds.update_success)$")
+        stats = dict(line.split(": ") for line in body.splitlines())
+        assert stats["control_plane.connected_state"] == "1", body
+        assert int(stats["cluster_manager.cds.update_success"]) >= 1, body
+        assert int(stats["listener_manager.lds.update_success"]) >= 1, body
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(timeout=10)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
