@@ -131,6 +131,12 @@ def inject_pod(pod: dict[str, Any], settings: InjectionSettings, namespace: str 
     table: dict[str, Any] = {}
     if opts.rewrite_probes:
         containers, table, warnings = probes.rewrite(containers, settings.health_port)
+        # The app's own native sidecars are probed by kubelet too (other init containers have no probes).
+        inits, more, more_warnings = probes.rewrite(
+            inits, settings.health_port, "spec.initContainers", select=lambda c: c.get("restartPolicy") == "Always"
+        )
+        table.update(more)
+        warnings += more_warnings
 
     capture = CaptureSpec(
         proxy_uid=settings.proxy_uid,

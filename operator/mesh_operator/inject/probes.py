@@ -20,6 +20,7 @@ them as it would have).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 PROBES_ENV: Final = "MESHWORK_APP_PROBES"
@@ -77,13 +78,20 @@ def _original(container: dict[str, Any], probe: dict[str, Any]) -> tuple[dict[st
 
 
 def rewrite(
-    containers: list[dict[str, Any]], health_port: int, path_prefix: str = "spec.containers"
+    containers: list[dict[str, Any]],
+    health_port: int,
+    path_prefix: str = "spec.containers",
+    select: Callable[[dict[str, Any]], bool] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """New containers (copies) with probes rewritten, the agent's probe table, and warnings."""
+    """New containers (copies) with probes rewritten, the agent's probe table, and warnings. ``select``: which
+    containers to rewrite (default all; the others are returned as they are)."""
     table: dict[str, Any] = {}
     warnings: list[str] = []
     out = []
     for i, c in enumerate(containers):
+        if select is not None and not select(c):
+            out.append(c)
+            continue
         c = dict(c)
         for field, kind in KINDS:
             probe = c.get(field)
