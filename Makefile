@@ -46,6 +46,7 @@ demo: install
 bench: install .venv-upb/.installed
 	$(BIN)/python bench/translate.py
 	$(BIN)/python bench/push.py
+	$(BIN)/python bench/agent.py
 
 clean:
 	rm -rf $(VENV) .venv-upb .mypy_cache .pytest_cache .ruff_cache

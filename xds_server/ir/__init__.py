@@ -8,6 +8,7 @@ value is in range. Split by area:
 * :mod:`.clusters` – upstream clusters: endpoints, load balancing, circuit breaking, outlier and health checks
 * :mod:`.security` – TLS/mTLS settings and access (RBAC) rules
 * :mod:`.proxy`    – listeners and :class:`ProxyConfig`, everything one sidecar receives
+* :mod:`.transparent` – the capture listeners of a sidecar whose pod's traffic is captured
 
 ``load`` builds the IR from plain data (YAML), so IR can be golden-test input on its own.
 """
@@ -39,6 +40,7 @@ from xds_server.ir.routes import (
     WeightedCluster,
 )
 from xds_server.ir.security import AccessRule, InboundTls, Principal, RbacPolicy, RequestMatch, UpstreamTls
+from xds_server.ir.transparent import HostRoutes, PortRoutes, TransparentConfig
 
 __all__ = [
     "AccessLogSettings",
@@ -51,6 +53,7 @@ __all__ = [
     "HeaderEdits",
     "HeaderMatch",
     "HealthCheck",
+    "HostRoutes",
     "InboundListener",
     "InboundTls",
     "LoadBalancer",
@@ -60,6 +63,7 @@ __all__ = [
     "OutboundListener",
     "OutlierDetection",
     "PathMatch",
+    "PortRoutes",
     "Principal",
     "Provenance",
     "ProxyConfig",
@@ -72,6 +76,7 @@ __all__ = [
     "RetryBudget",
     "Route",
     "RouteMatch",
+    "TransparentConfig",
     "UpstreamTls",
     "WeightedCluster",
 ]

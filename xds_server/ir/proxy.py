@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from xds_server.ir.clusters import Cluster
 from xds_server.ir.common import MeshSettings, NodeInfo, Provenance
 from xds_server.ir.routes import Route
 from xds_server.ir.security import InboundTls, RbacPolicy
+
+if TYPE_CHECKING:
+    from xds_server.ir.transparent import TransparentConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class OutboundListener:
     #: For tcp listeners: the cluster to proxy to.
     tcp_cluster: str | None = None
     provenance: tuple[Provenance, ...] = ()
+    #: False in transparent mode: the listener only receives connections handed over by the capture listener.
+    bind: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +57,5 @@ class ProxyConfig:
     inbound: tuple[InboundListener, ...]
     outbound: tuple[OutboundListener, ...]
     clusters: tuple[Cluster, ...]
+    #: Set for a sidecar whose pod's traffic is captured (``inbound``/``outbound`` are then empty).
+    transparent: TransparentConfig | None = None

@@ -36,6 +36,7 @@ from xds_server.translate import cluster as _cluster
 from xds_server.translate import endpoint as _endpoint
 from xds_server.translate import listener_inbound as _inbound
 from xds_server.translate import listener_outbound as _outbound
+from xds_server.translate import listener_transparent as _transparent
 from xds_server.translate.bootstrap import ads_bootstrap, render_bootstrap, to_proto_json
 
 __all__ = [
@@ -94,6 +95,13 @@ def _cluster_hashes(
     return tuple((n, hashing[n]) for n in names)
 
 
+def _port_hashes(t: ir.TransparentConfig, hashing: dict[str, tuple[ir.HashPolicy, ...]]) -> _outbound.ClusterHashes:
+    if not hashing:
+        return ()
+    names = sorted({wc.cluster for p in t.by_port for h in p.hosts for r in h.routes for wc in r.clusters})
+    return tuple((n, hashing[n]) for n in names if n in hashing)
+
+
 def translate_proxy(cfg: ir.ProxyConfig) -> EnvoyResources:
     """Translate the whole config of one proxy. Deterministic: same IR, same messages, same bytes."""
     with _gc_paused():
@@ -106,12 +114,20 @@ def translate_proxy(cfg: ir.ProxyConfig) -> EnvoyResources:
             listeners.append(lis)
             if rc is not None:
                 routes.append(rc)
-        for ol in cfg.outbound:
+        outbound = cfg.outbound
+        clusters: list[Cluster] = []
+        if cfg.transparent is not None:
+            t = cfg.transparent
+            t_listeners, t_routes, t_clusters = _transparent.resources(t, mesh, _port_hashes(t, hashing))
+            listeners += t_listeners
+            routes += t_routes
+            clusters += t_clusters
+            outbound = (*outbound, *t.destinations)
+        for ol in outbound:
             lis, rc = _outbound.resources(ol, mesh, _cluster_hashes(ol, hashing))
             listeners.append(lis)
             if rc is not None:
                 routes.append(rc)
-        clusters: list[Cluster] = []
         assignments: list[ClusterLoadAssignment] = []
         for c in cfg.clusters:
             cl, cla = (
@@ -157,6 +173,18 @@ def _outbound_bytes(
     return tuple(out)
 
 
+@_memo.memoize(4_096)
+def _transparent_bytes(
+    t: ir.TransparentConfig, mesh: ir.MeshSettings, hashes: _outbound.ClusterHashes
+) -> tuple[CachedResource, ...]:
+    listeners, routes, clusters = _transparent.resources(t, mesh, hashes)
+    return (
+        *(serialize.resource(LISTENER, m.name, m) for m in listeners),
+        *(serialize.resource(ROUTE, m.name, m) for m in routes),
+        *(serialize.resource(CLUSTER, m.name, m) for m in clusters),
+    )
+
+
 @_memo.memoize(262_144)
 def _cluster_bytes(c: ir.Cluster, mesh: ir.MeshSettings, region: str, zone: str) -> tuple[CachedResource, ...]:
     return (
@@ -178,7 +206,12 @@ def snapshot_of_proxy(cfg: ir.ProxyConfig) -> Snapshot:
         items: list[CachedResource] = []
         for il in cfg.inbound:
             items += _inbound_bytes(il, mesh)
-        for ol in cfg.outbound:
+        outbound = cfg.outbound
+        if cfg.transparent is not None:
+            t = cfg.transparent
+            items += _transparent_bytes(t, mesh, _port_hashes(t, hashing))
+            outbound = (*outbound, *t.destinations)
+        for ol in outbound:
             items += _outbound_bytes(ol, mesh, _cluster_hashes(ol, hashing))
         for c in cfg.clusters:
             if c.lb.locality_aware:

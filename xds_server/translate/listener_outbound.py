@@ -66,6 +66,7 @@ def listener(lis: ir.OutboundListener, mesh: ir.MeshSettings) -> Listener:
         Listener,
         name=lis.name,
         address=address(lis.address, lis.port),
+        bind_to_port=None if lis.bind else False,
         traffic_direction=TrafficDirection.OUTBOUND,
         filter_chains=[new(FilterChain, filters=filters)],
         per_connection_buffer_limit_bytes=BUFFER_LIMIT_BYTES,

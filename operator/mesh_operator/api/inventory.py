@@ -5,6 +5,7 @@ In Kubernetes the same facts come from Services, EndpointSlices and Pods.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Literal
 
 from pydantic import Field
@@ -27,6 +28,11 @@ class Upstream(Model):
 
 
 class Sidecar(Model):
+    mode: Literal["Explicit", "Transparent"] = Field(
+        default="Explicit",
+        description="Explicit: the app calls upstreams on local ports. Transparent: the pod's traffic is captured "
+        "(iptables) and routed by destination ClusterIP:port and Host.",
+    )
     inbound_port: int | None = Field(default=None, ge=1, le=65535, description="Where peers reach this instance.")
     admin_port: int | None = Field(default=None, ge=1, le=65535)
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -52,6 +58,9 @@ class Service(Model):
     name: DnsLabel
     namespace: DnsLabel = "default"
     ports: list[ServicePort] = Field(min_length=1)
+    cluster_ip: IPv4Address | None = Field(
+        default=None, alias="clusterIP", description="The Service's virtual IP (transparent mode)."
+    )
     instances: list[Instance] = Field(default_factory=list)
 
 

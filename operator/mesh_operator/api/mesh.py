@@ -43,6 +43,11 @@ class MeshSpec(Model):
     access_log: AccessLog = Field(default_factory=AccessLog)
     metrics: Metrics = Field(default_factory=Metrics)
     default_retry_budget: RetryBudget = Field(default_factory=RetryBudget)
+    outbound_traffic_policy: Literal["AllowAny", "RegistryOnly"] = Field(
+        default="AllowAny",
+        description="Captured connections to destinations outside the mesh: AllowAny passes them through to the "
+        "address the app dialed; RegistryOnly refuses them.",
+    )
 
 
 class Mesh(Model):

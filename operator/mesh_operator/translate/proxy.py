@@ -13,6 +13,7 @@ from mesh_operator.translate.policies import Resolved, key_of
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
 from mesh_operator.translate.status import TRANSLATION_FAILED
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
+from mesh_operator.translate.transparent import transparent_config
 from mesh_operator.validation.violations import Violation
 from xds_server import ir
 
@@ -132,6 +133,16 @@ class ProxyBuilder:
                     rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
                     routes=self._inbound_routes(ib.service, svc, local.name),
                 )
+            )
+        if w.transparent:
+            t = transparent_config(self.state, w, self.routing, inbound, clusters)
+            return ir.ProxyConfig(
+                node=node,
+                mesh=self.mesh,
+                inbound=(),
+                outbound=(),
+                clusters=tuple(clusters[name] for name in sorted(clusters)),
+                transparent=t,
             )
         outbound = []
         for up in w.upstreams:

@@ -44,6 +44,8 @@ class ServiceInfo:
     port: int
     protocol: Protocol
     instances: tuple[InstanceInfo, ...] = ()
+    #: The Service's virtual IP, where captured (transparent-mode) callers dial it.
+    cluster_ip: str | None = None
 
     @property
     def host(self) -> str:
@@ -80,6 +82,8 @@ class WorkloadInfo:
     upstreams: tuple[UpstreamInfo, ...] = ()
     admin_port: int | None = None
     command: tuple[str, ...] = ()
+    #: The pod's traffic is captured: the proxy gets the transparent-mode listeners instead of explicit ports.
+    transparent: bool = False
 
     @property
     def node_id(self) -> str:
@@ -141,7 +145,9 @@ def _add_inventory(inv: Inventory, services: dict[str, ServiceInfo], workloads: 
         key = f"{svc.namespace}/{svc.name}"
         instances = []
         for inst in svc.instances:
-            listen = inst.sidecar.inbound_port or inst.port
+            transparent = inst.sidecar.mode == "Transparent"
+            # Transparent: peers dial the app's port on the pod address and are captured into the sidecar.
+            listen = inst.port if transparent else inst.sidecar.inbound_port or inst.port
             instances.append(
                 InstanceInfo(
                     workload=inst.name,
@@ -154,9 +160,13 @@ def _add_inventory(inv: Inventory, services: dict[str, ServiceInfo], workloads: 
                     service_account=inst.service_account,
                 )
             )
-            inbound = (InboundInfo(key, inst.address, listen, inst.address, inst.port),)
+            if transparent:
+                inbound = (InboundInfo(key, "0.0.0.0", listen, "127.0.0.1", inst.port),)
+            else:
+                inbound = (InboundInfo(key, inst.address, listen, inst.address, inst.port),)
             workloads[f"{svc.namespace}/{inst.name}"] = _workload(inst, svc.namespace, inbound)
-        services[key] = ServiceInfo(svc.name, svc.namespace, port.port, protocol, tuple(instances))
+        cluster_ip = str(svc.cluster_ip) if svc.cluster_ip is not None else None
+        services[key] = ServiceInfo(svc.name, svc.namespace, port.port, protocol, tuple(instances), cluster_ip)
     for client in inv.spec.clients:
         workloads[f"{client.namespace}/{client.name}"] = _workload(client, client.namespace)
 
@@ -173,6 +183,7 @@ def _workload(w: Instance | Client, namespace: str, inbound: tuple[InboundInfo, 
         upstreams=_upstreams(w.sidecar.upstreams, namespace),
         admin_port=w.sidecar.admin_port,
         command=tuple(w.command),
+        transparent=w.sidecar.mode == "Transparent",
     )
 
 

@@ -1,0 +1,73 @@
+"""Stage 1 of transparent mode: the capture-side IR of a sidecar whose pod's traffic is captured.
+
+Every Service of the mesh is reachable: by its ``ClusterIP:port`` (a listener of its own, the service's routes
+or TCP proxy) and, for HTTP services, by ``Host`` on the port (``name`` from the same namespace only, then
+``name.ns``, ``name.ns.svc``, ``name.ns.svc.cluster.local`` and the ClusterIP; Envoy strips any ``:port`` from
+the Host before matching). The inbound chains are the local-mode inbound listeners, one per served port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Final
+
+from mesh_operator.translate.memo import IdentityMemo
+from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
+from mesh_operator.translate.traffic import ServiceRouting
+from xds_server import ir
+
+CLUSTER_DOMAIN: Final = "cluster.local"
+
+_DESTINATION: IdentityMemo[ir.OutboundListener] = IdentityMemo(maxsize=262_144)
+
+
+def domains(svc: ServiceInfo, caller_namespace: str) -> tuple[str, ...]:
+    names = [svc.name] if svc.namespace == caller_namespace else []
+    base = f"{svc.name}.{svc.namespace}"
+    names += [base, f"{base}.svc", f"{base}.svc.{CLUSTER_DOMAIN}"]
+    if svc.cluster_ip:
+        names.append(svc.cluster_ip)
+    return tuple(names)
+
+
+def _destination(svc: ServiceInfo, routing: ServiceRouting) -> ir.OutboundListener:
+    tcp = svc.protocol == "tcp"
+    return ir.OutboundListener(
+        name=f"outbound|{svc.cluster_ip}:{svc.port}|{svc.host}",
+        address=svc.cluster_ip or "",
+        port=svc.port,
+        protocol="tcp" if tcp else "http",
+        service=svc.host,
+        routes=() if tcp else routing.routes,
+        tcp_cluster=routing.clusters[0].name if tcp else None,
+        provenance=routing.clusters[0].provenance,
+        bind=False,
+    )
+
+
+def transparent_config(
+    state: MeshState,
+    w: WorkloadInfo,
+    routing: Callable[[str], ServiceRouting],
+    inbound: Iterable[ir.InboundListener],
+    clusters: dict[str, ir.Cluster],
+) -> ir.TransparentConfig:
+    """The capture listeners' IR; adds the clusters of every service to ``clusters``."""
+    destinations = []
+    by_port: dict[int, list[ir.HostRoutes]] = {}
+    for key in sorted(state.services):
+        svc = state.services[key]
+        r = routing(key)
+        for c in r.clusters:
+            clusters[c.name] = c
+        if svc.cluster_ip:
+            destinations.append(_DESTINATION.get((r, svc.cluster_ip), partial(_destination, svc, r)))
+        if svc.protocol != "tcp":
+            by_port.setdefault(svc.port, []).append(ir.HostRoutes(svc.host, domains(svc, w.namespace), r.routes))
+    return ir.TransparentConfig(
+        destinations=tuple(destinations),
+        by_port=tuple(ir.PortRoutes(port, tuple(hosts)) for port, hosts in sorted(by_port.items())),
+        inbound=tuple(inbound),
+        registry_only=state.mesh.spec.outbound_traffic_policy == "RegistryOnly",
+    )
