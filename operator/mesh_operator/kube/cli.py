@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--status-interval", type=float, default=1.0, help="at most one status write per policy per this")
     p.add_argument("--no-leader-election", action="store_true", help="a single replica: always write status")
+    p.add_argument("--lease-name", default="meshwork-controller", help="the leader Lease (in --namespace)")
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-period", type=float, default=2.0)
     p.add_argument("--identity", help="this replica's name in the Leases (default: hostname-pid)")
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch_client_timeout=args.watch_client_timeout,
         status_interval=args.status_interval,
         leader_election=not args.no_leader_election,
+        lease_name=args.lease_name,
         lease_duration=args.lease_duration,
         renew_period=args.renew_period,
     )

@@ -62,5 +62,6 @@ def _register(registry: kopf.OperatorRegistry, store: Store, kind: str, group: s
             store.delete(kind, dict(body))
 
     ident = f"meshwork-{plural}"
-    kopf.index(group, version, plural, id=f"{ident}-index", registry=registry)(index)
-    kopf.on.event(group, version, plural, id=f"{ident}-event", registry=registry)(event)
+    what = (f"{group}/{version}", plural) if group else (version, plural)  # core: "v1", "pods"
+    kopf.index(*what, id=f"{ident}-index", registry=registry)(index)
+    kopf.on.event(*what, id=f"{ident}-event", registry=registry)(event)

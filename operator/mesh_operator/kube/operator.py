@@ -180,6 +180,8 @@ class Operator:
         settings.watching.server_timeout = int(o.watch_server_timeout)
         settings.watching.client_timeout = int(o.watch_client_timeout)
         settings.watching.connect_timeout = int(o.watch_connect_timeout)
+        # No event (not even a bookmark) for this long: the stream is dead even if its socket is open.
+        settings.watching.inactivity_timeout = o.watch_client_timeout
         settings.watching.reconnect_backoff = 1.0
         settings.posting.enabled = False  # no Events: nothing written besides status and Leases
         settings.scanning.disabled = True  # the CRDs are installed with the chart; no cluster-wide discovery

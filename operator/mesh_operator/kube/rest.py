@@ -78,7 +78,7 @@ def _in_cluster() -> bool:
 class Rest:
     """JSON in, JSON out; an error status raises :class:`ApiError` with the Status message."""
 
-    def __init__(self, conn: Connection, *, timeout: float = 10.0, limit: int = 16) -> None:
+    def __init__(self, conn: Connection, *, timeout: float = 5.0, limit: int = 16) -> None:
         self.conn = conn
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = limit
