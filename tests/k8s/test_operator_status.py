@@ -37,14 +37,14 @@ def test_each_example_policy_is_accepted_programmed_and_applied_by_every_affecte
         obj = mesh.wait_status(doc["kind"], doc["metadata"]["name"], fully_applied, timeout=60)
         proxies = obj["status"]["proxies"]
         assert proxies["summary"] == f"{proxies['applied']}/{proxies['affected']}"
-    # The TrafficPolicy is carried by the callers of backend (frontend, loadgen, intruder); the AccessPolicy by
-    # backend's three instances.
-    assert mesh.get_policy(TP, "backend")["status"]["proxies"]["affected"] == 3
+    # The TrafficPolicy is carried by backend's callers (frontend, loadgen, intruder) and by backend's three
+    # instances (its rate-limited route is enforced inbound); the AccessPolicy by backend's instances only.
+    assert mesh.get_policy(TP, "backend")["status"]["proxies"]["affected"] == 6
     assert mesh.get_policy("AccessPolicy", "backend")["status"]["proxies"]["affected"] == 3
 
     rows = table(k8s_control_plane, f"/apis/meshwork.io/v1alpha1/namespaces/{mesh.namespace}/trafficpolicies")
     assert rows["backend"]["Accepted"] == "True"
-    assert rows["backend"]["Applied"] == "3/3"
+    assert rows["backend"]["Applied"] == "6/6"
     assert rows["backend"]["Age"]
 
     # The mesh does what the policies say: loadgen reaches backend, intruder is denied by the AccessPolicy.
@@ -123,7 +123,6 @@ def test_a_config_envoy_rejects_shows_in_the_policy_status_with_the_nack_text_an
     mesh = kube_mesh
     # backend-2's inbound port is taken by another process: its Envoy cannot bind the listener and NACKs it.
     squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind(("127.0.0.1", 0))
     squatter.listen(1)
     try:

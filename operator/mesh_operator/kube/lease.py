@@ -105,7 +105,8 @@ class LeaderLease:
             duration = float(spec.get("leaseDurationSeconds") or self.duration)
             if holder and now - self._observed[1] < duration:
                 return False  # someone else holds it and renews
-            lease["spec"] = self._spec(transitions + 1)
+            transitions += 1
+            lease["spec"] = self._spec(transitions)
         try:
             await self.rest.replace(self.path, lease)
         except ApiError as e:

@@ -264,31 +264,40 @@ class KubeMesh:
         self.set_endpoints(name, pods)
 
     def set_endpoints(self, service: str, pods: list[str], *, ready: dict[str, bool] | None = None) -> None:
-        """The EndpointSlice of ``service`` lists exactly ``pods`` (created or replaced)."""
+        """The EndpointSlices of ``service`` list exactly ``pods``. Every stand-in app listens on its own port of
+        127.0.0.1, so each pod gets its own slice (as the EndpointSlice controller groups endpoints whose named
+        target port resolves to different numbers)."""
         self.services[service] = list(pods)
-        app_port = next((self.pods[p].app_port for p in pods if self.pods[p].app_port), 8080)
-        body = {
-            "metadata": {"name": f"{service}-slice", "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [f"192.0.2.{i + 1}"],
-                    "conditions": {"ready": (ready or {}).get(p, True)},
-                    "targetRef": {"kind": "Pod", "name": p, "namespace": self.namespace},
-                }
-                for i, p in enumerate(pods)
-            ],
-            "ports": [{"name": "http", "port": app_port, "protocol": "TCP"}],
-        }
-        try:
-            self.discovery.replace_namespaced_endpoint_slice(f"{service}-slice", self.namespace, body)
-        except Exception:
-            self.discovery.create_namespaced_endpoint_slice(self.namespace, body)
+        selector = f"kubernetes.io/service-name={service}"
+        existing = {s.metadata.name for s in self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=selector).items}  # fmt: skip
+        wanted = {}
+        for i, p in enumerate(pods):
+            name = f"{service}-{p}"
+            wanted[name] = {
+                "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {
+                        "addresses": [f"192.0.2.{i + 1}"],
+                        "conditions": {"ready": (ready or {}).get(p, True)},
+                        "targetRef": {"kind": "Pod", "name": p, "namespace": self.namespace},
+                    }
+                ],
+                "ports": [{"name": "http", "port": self.pods[p].app_port or 8080, "protocol": "TCP"}],
+            }
+        for name in existing - set(wanted):
+            self.discovery.delete_namespaced_endpoint_slice(name, self.namespace)
+        for name, body in wanted.items():
+            if name in existing:
+                self.discovery.replace_namespaced_endpoint_slice(name, self.namespace, body)
+            else:
+                self.discovery.create_namespaced_endpoint_slice(self.namespace, body)
 
     def delete_service(self, name: str) -> None:
         self.core.delete_namespaced_service(name, self.namespace)
-        with contextlib.suppress(Exception):
-            self.discovery.delete_namespaced_endpoint_slice(f"{name}-slice", self.namespace)
+        self.set_endpoints(name, [])
+        self.services.pop(name, None)
 
     def delete_pod(self, name: str) -> None:
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
