@@ -92,15 +92,17 @@ def admin(api: Any, args: argparse.Namespace, path: str, **query: str) -> Any:
     name, _, port = rest.partition(":")
     target = f"{name}:{port}" if port else name
     try:
-        resp = api.call_api(
-            f"/api/v1/namespaces/{ns}/services/{target}/proxy{path}",
-            "GET",
+        request = api.param_serialize(
+            method="GET",
+            resource_path=f"/api/v1/namespaces/{ns}/services/{target}/proxy{path}",
             query_params=list(query.items()),
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
         )
+        resp = api.call_api(*request, _request_timeout=10)
+        resp.read()
+        if resp.status >= 400:
+            raise client.ApiException(status=resp.status, reason=resp.reason)
         return json.loads(resp.data)
     except client.ApiException as e:
         raise AdminUnavailable(

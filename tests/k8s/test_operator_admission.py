@@ -71,10 +71,12 @@ def _create(mesh: KubeMesh, doc: dict[str, Any]) -> str | None:
     """Create the policy; the apiserver's refusal message, or None when it was stored."""
     doc = json.loads(json.dumps(doc))
     doc.setdefault("apiVersion", "meshwork.io/v1alpha1")
-    doc["metadata"] = {**doc.get("metadata", {}), "name": f"case-{uuid.uuid4().hex[:6]}", "namespace": mesh.namespace}
+    meta = doc.get("metadata", {})
+    doc["metadata"] = {**meta, "name": meta.get("name") or f"case-{uuid.uuid4().hex[:6]}", "namespace": mesh.namespace}
     try:
+        # Strict field validation, as kubectl asks for by default: unknown fields are errors, not pruned.
         mesh.custom.create_namespaced_custom_object(
-            "meshwork.io", "v1alpha1", mesh.namespace, PLURALS[doc["kind"]], doc
+            "meshwork.io", "v1alpha1", mesh.namespace, PLURALS[doc["kind"]], doc, field_validation="Strict"
         )
     except client.ApiException as e:
         return str(json.loads(e.body).get("message", e.body))
