@@ -1,14 +1,15 @@
 """Replicas share their ACK tables through per-replica Leases, so receipts count proxies on every replica.
 
-Each replica holds a Lease ``meshwork-acks-<identity>`` (label ``meshwork.io/role: acks``) in the operator's
-namespace. Its annotation ``meshwork.io/acks`` carries the replica's table of connected proxies,
-``{node: [acked snapshot version, NACK text or null]}``, zlib-compressed and base64-encoded (about 40 bytes a
-proxy: the 256 KiB annotation limit holds several thousand). The replica rewrites it when its table changes, at
-most once per ``period``, and renews it at least every ``duration / 3`` to show it is alive. Every replica reads the
-others' Leases each ``period`` and ignores those not renewed within ``duration`` (a dead replica's proxies have
-reconnected elsewhere by then). Versions are content hashes, so a version ACKed to another replica compares
-directly with this replica's desired version. No replica needs to reach another's admin endpoint (it stays on
-loopback), and the API server is the only shared medium, as for the leader Lease.
+Each replica holds a Lease ``meshwork-acks-<hash of identity>`` (label ``meshwork.io/role: acks``) in the
+operator's namespace. Its annotation ``meshwork.io/acks`` carries the replica's table of connected proxies,
+``{node: [{type: ACKed version}, NACK text or null]}``, zlib-compressed and base64-encoded (about 120 bytes a
+proxy: the 256 KiB annotation limit holds about 2,000). Secrets are left out: each replica issues its own
+certificates, so only the other types' content versions agree across replicas. The replica rewrites the table when
+it changes, at most once per ``period``, and renews it at least every ``duration / 3`` to show it is alive. Every
+replica reads the others' Leases each ``period`` and ignores those not renewed within ``duration`` (a dead
+replica's proxies have reconnected elsewhere by then). A type version ACKed to another replica compares directly
+with the same type's version in this replica's snapshot for that proxy. No replica needs to reach another's admin
+endpoint (it stays on loopback): the API server is the only shared medium, as for the leader Lease.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from mesh_operator.control import ControlPlane
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.lease import micro_time
 from mesh_operator.kube.rest import Rest
+from xds_server.snapshot import SECRET
+from xds_server.sync import short_type
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,13 @@ def decode(text: str) -> dict[str, list[Any]]:
 
 
 def local_table(plane: ControlPlane) -> dict[str, list[Any]]:
+    """node -> [{type: ACKed version}, NACK text or None] for the proxies connected here. Secrets are left out:
+    each replica issues its own certificates, so only the other types' versions agree across replicas."""
     table: dict[str, list[Any]] = {}
     for node, p in plane.sync.proxies().items():
         nack = next((n.error for t in p.types.values() if (n := t.rejecting)), None)
-        table[node] = [p.acked_version, nack]
+        acked = {short_type(t): s.acked_version for t, s in p.types.items() if t != SECRET and s.acked_version}
+        table[node] = [acked, nack]
     return table
 
 
