@@ -88,7 +88,9 @@ def main() -> int:
         for name in (ns, "meshwork-system"):
             core.create_namespace({"metadata": {"name": name}})
         for i in range(n):
-            core.create_namespaced_service(ns, {"metadata": {"name": f"svc-{i}"}, "spec": {"ports": [{"port": 80}]}})
+            # Headless: the test apiserver's service CIDR has room for 254 ClusterIPs only.
+            body = {"metadata": {"name": f"svc-{i}"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}
+            core.create_namespaced_service(ns, body)
         upstreams = ",".join(f"svc-{i}:{20000 + i}" for i in range(n))
         core.create_namespaced_pod(
             ns,

@@ -1,20 +1,15 @@
-"""The operator under failure: SIGKILLed during a burst of policy changes, a watch that silently stops delivering,
-and an apiserver paused with SIGSTOP. Final status must be correct and nothing may be left behind."""
+"""The operator under failure: SIGKILLed during a burst of policy changes, and an apiserver paused with SIGSTOP.
+Final status must be correct and nothing may be left behind."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import select
 import signal
-import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from mesh_operator.testing import TestControlPlane
@@ -81,7 +76,11 @@ def test_an_operator_killed_during_200_policy_changes_ends_with_every_status_cor
     eventually(lambda: settled(items := list_policies(mesh)) and len(items) == len(services), timeout=60)
     items = list_policies(mesh)
     assert len(items) == len(services)
-    assert {o["metadata"]["generation"] for o in items} >= {1}
+    final = dict(changes)  # the last change of each policy wins
+    assert {o["metadata"]["name"]: o["spec"]["timeouts"]["request"] for o in items} == {
+        name: f"{seconds}s" for name, seconds in final.items()
+    }
+    assert max(o["metadata"]["generation"] for o in items) > 1  # policies did change during the kills
     # Nothing written to users' objects: no finalizers, no kopf annotations, on policies or core objects.
     pods = mesh.core.list_namespaced_pod(mesh.namespace).items
     svcs = mesh.core.list_namespaced_service(mesh.namespace).items
@@ -99,98 +98,13 @@ def test_an_operator_killed_during_200_policy_changes_ends_with_every_status_cor
     assert len(ack_leases) == len(set(ack_leases))
 
 
-class StallingProxy:
-    """A TCP relay on 127.0.0.1 in front of the apiserver. ``stall()`` silently stops every connection open at that
-    moment (nothing forwarded, nothing closed: a dead network path); new connections flow normally."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._epoch = 0
-        self._stalled_before = 0
-        self._closed = threading.Event()
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self) -> None:
-        self._epoch += 1
-        self._stalled_before = self._epoch
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                down, _ = self.listener.accept()
-            except OSError:
-                return
-            up = socket.create_connection(self.target)
-            self._conns += [down, up]
-            epoch = self._epoch
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b, epoch), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, epoch: int) -> None:
-        while not self._closed.is_set():
-            if epoch < self._stalled_before:
-                time.sleep(0.1)  # stalled: hold everything
-                continue
-            ready, _, _ = select.select([src], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-            except OSError:
-                break
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._closed.set()
-        self.listener.close()
-        for c in self._conns:
-            with contextlib.suppress(OSError):
-                c.close()
-
-
-def test_a_watch_that_silently_stops_delivering_is_noticed_and_recovered_within_the_configured_timeouts(
-    kube_mesh: KubeMesh, k8s_control_plane: TestControlPlane
-) -> None:
-    mesh = kube_mesh
-    proxy = StallingProxy(("127.0.0.1", k8s_control_plane.secure_port))
-    try:
-        config = yaml.safe_load(k8s_control_plane.kubeconfig_path.read_text())
-        for cluster in config["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-        kubeconfig = mesh.directory / "via-proxy.kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
-        mesh.kubeconfig = Path(kubeconfig)
-        mesh.pod("caller", service_account="caller", upstreams=["backend"], serves=False)
-        mesh.service("backend", [])
-        op = mesh.start_operator(extra_args=TIMEOUTS)
-        mesh.apply(policy("before", "backend", 2))
-        mesh.wait_status("TrafficPolicy", "before", lambda o: settled([o]), timeout=30)
-
-        proxy.stall()  # every open watch (and pooled connection) now hangs without an error
-        stalled_at = time.monotonic()
-        mesh.apply(policy("during", "backend", 3))
-        mesh.wait_status("TrafficPolicy", "during", lambda o: settled([o]), timeout=40)
-        took = time.monotonic() - stalled_at
-        # Noticed after the client timeout (6 s), re-watched, translated, status written: well under 40 s.
-        assert took < 6 + 15, took
-        assert op.admin("/debug/kubez")["kopf_alive"]
-    finally:
-        proxy.close()
-
-
 def test_an_apiserver_paused_with_sigstop_is_survived_and_changes_after_it_are_handled(
     kube_mesh: KubeMesh, k8s_control_plane: TestControlPlane
 ) -> None:
     mesh = kube_mesh
-    mesh.pod("caller", service_account="caller", upstreams=["backend"], serves=False)
+    mesh.pod("caller", service_account="caller", upstreams=["backend", "reviews"], serves=False)
     mesh.service("backend", [])
+    mesh.service("reviews", [])
     op = mesh.start_operator(extra_args=TIMEOUTS)
     mesh.apply(policy("before", "backend", 2))
     mesh.wait_status("TrafficPolicy", "before", lambda o: settled([o]), timeout=30)
@@ -202,6 +116,6 @@ def test_an_apiserver_paused_with_sigstop_is_survived_and_changes_after_it_are_h
     finally:
         os.kill(pid, signal.SIGCONT)
     eventually(lambda: k8s_control_plane.get("/readyz")[0] == 200, timeout=30)
-    mesh.apply(policy("after", "backend", 3))
+    mesh.apply(policy("after", "reviews", 3))
     mesh.wait_status("TrafficPolicy", "after", lambda o: settled([o]), timeout=40)
     assert op.admin("/debug/kubez")["kopf_alive"]

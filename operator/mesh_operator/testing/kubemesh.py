@@ -310,17 +310,30 @@ class KubeMesh:
     # ------------------------------------------------------------------ policies
 
     def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Create or update a policy in this namespace (server-side apply semantics are not needed here)."""
+        """Create the policy in this namespace, or replace its spec (retrying when the operator's status write
+        changed the resourceVersion in between, as ``kubectl apply`` does)."""
+        from kubernetes.client import ApiException
+
         doc = json.loads(json.dumps(doc))
         doc.setdefault("metadata", {})["namespace"] = self.namespace
         plural = PLURALS[doc["kind"]]
         name = doc["metadata"]["name"]
-        try:
-            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
-        except Exception:
-            return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, doc))
-        current["spec"] = doc["spec"]
-        return dict(self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, current))
+        for _ in range(10):
+            try:
+                current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, doc))
+            current["spec"] = doc["spec"]
+            try:
+                return dict(
+                    self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, current)
+                )
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        raise RuntimeError(f"{doc['kind']}/{name}: conflicts on every attempt")
 
     def get_policy(self, kind: str, name: str) -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name)
