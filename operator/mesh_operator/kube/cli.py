@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch-client-timeout", type=float, default=90.0, help="seconds without an answer before a watch is re-listed"
     )
     p.add_argument("--status-interval", type=float, default=1.0, help="at most one status write per policy per this")
+    p.add_argument("--debounce", type=float, default=0.1, help="translate this long after the last change")
+    p.add_argument("--max-debounce", type=float, default=1.0, help="... and at most this long after the first")
     p.add_argument("--no-leader-election", action="store_true", help="a single replica: always write status")
     p.add_argument("--lease-name", default="meshwork-controller", help="the leader Lease (in --namespace)")
     p.add_argument("--lease-duration", type=float, default=15.0)
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch_server_timeout=args.watch_server_timeout,
         watch_client_timeout=args.watch_client_timeout,
         status_interval=args.status_interval,
+        debounce=args.debounce,
+        max_debounce=args.max_debounce,
         leader_election=not args.no_leader_election,
         lease_name=args.lease_name,
         lease_duration=args.lease_duration,

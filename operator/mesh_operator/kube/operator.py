@@ -62,6 +62,9 @@ class OperatorOptions:
     watch_client_timeout: float = 90.0
     watch_connect_timeout: float = 10.0
     status_interval: float = 1.0
+    #: translation waits this long after the last change, at most ``max_debounce`` after the first
+    debounce: float = 0.1
+    max_debounce: float = 1.0
     leader_election: bool = True
     lease_name: str = "meshwork-controller"
     lease_duration: float = 15.0
@@ -108,6 +111,8 @@ class Operator:
             admin_host=o.admin_host,
             admin_port=o.admin_port,
             ca_dir=ca_dir,
+            debounce=o.debounce,
+            max_debounce=o.max_debounce,
         )
         self.plane.admin.app.router.add_get("/debug/kubez", self._kubez)
         self.plane.admin.app.router.add_get("/readyz", self._readyz)
@@ -269,7 +274,8 @@ class Operator:
             "synced": self.store.synced,
             "ready": bool(self.plane and self.plane.cache.ready),
             "kopf_alive": self.kopf_alive(),
-            "translations": self.translations,
+            "translations": self.translations,  # MeshStates handed to the control plane
+            "plane_generation": self.plane.status.generation if self.plane else 0,  # translations it published
             "status_writes": self.writer.writes if self.writer else 0,
             "status_write_failures": self.writer.failures if self.writer else 0,
             "objects": {k: self.store.count(k) for k in ("Service", "EndpointSlice", "Pod", "TrafficPolicy")},
