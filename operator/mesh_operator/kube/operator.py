@@ -70,6 +70,8 @@ class OperatorOptions:
     lease_duration: float = 15.0
     renew_period: float = 2.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: admission handlers by path, beside ``/validate`` (e.g. ``{"/inject": inject.review}``)
+    admission_handlers: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
