@@ -98,3 +98,31 @@ async def test_a_released_lease_is_taken_at_once(clock: list[float]) -> None:
     await a.release()
     assert not a.is_leader()
     assert await b.try_acquire_or_renew()
+
+
+async def test_a_replica_ack_table_renewed_long_ago_is_ignored_at_first_sight(clock: list[float]) -> None:
+    from mesh_operator.kube.lease import micro_time
+    from mesh_operator.kube.peers import ROLE_LABEL, AckPublisher, encode
+
+    api = FakeApi()
+    base = "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
+
+    async def listing(path: str) -> Any:
+        return {"items": [copy.deepcopy(o) for p, o in api.objects.items() if p.startswith(base)]}
+
+    def table(name: str, renewed: str) -> None:
+        api._store(f"{base}/{name}", {
+            "metadata": {"name": name, "labels": {ROLE_LABEL: "acks"},
+                         "annotations": {"meshwork.io/acks": encode({f"ns/{name}": [{"Cluster": "v1"}, None]})}},
+            "spec": {"renewTime": renewed},
+        })  # fmt: skip
+
+    table("dead", "2020-01-01T00:00:00.000000Z")
+    table("alive", micro_time())
+    pub = AckPublisher(api, "ns", "me", plane=None, duration=10)  # type: ignore[arg-type]
+    api.get = listing  # type: ignore[method-assign]
+    await pub.refresh()
+    assert sorted(pub.remote_acks()) == ["ns/alive"]
+    clock[0] += 11  # the live one stops renewing: gone after the duration by our clock
+    await pub.refresh()
+    assert pub.remote_acks() == {}

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 from mesh_operator.control import ControlPlane
@@ -55,6 +56,17 @@ def local_table(plane: ControlPlane) -> dict[str, list[Any]]:
         acked = {short_type(t): s.acked_version for t, s in p.types.items() if t != SECRET and s.acked_version}
         table[node] = [acked, nack]
     return table
+
+
+def _recent(lease: dict[str, Any], duration: float) -> bool:
+    renew = (lease.get("spec") or {}).get("renewTime")
+    if not renew:
+        return False
+    try:
+        at = datetime.strptime(renew, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return True  # unknown format: trust our own clock from now on
+    return (datetime.now(UTC) - at).total_seconds() <= duration
 
 
 class AckPublisher:
@@ -138,7 +150,9 @@ class AckPublisher:
                 table = decode((meta.get("annotations") or {}).get(ACKS_ANNOTATION, ""))
             except (ValueError, zlib.error):
                 table = {}
-            seen[name] = (rv, now, table)
+            # First sight of a Lease last renewed long ago (a replica that died before we started): dead at once,
+            # instead of alive for one more duration. Later changes are timed by our own clock.
+            seen[name] = (rv, now if previous is not None or _recent(item, self.duration) else -1e9, table)
         self._others = seen
 
     def remote_acks(self) -> dict[str, dict[str, Any]]:
