@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from meshctl import certs, commands, inject, status
 from meshctl.admin_client import DEFAULT_ADMIN
+from meshctl.cluster import DEFAULT_ADMIN_SERVICE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,15 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.local_run)
 
     p = sub.add_parser("status", help="every proxy: synced, stale or rejecting config; every policy's receipts")
-    p.add_argument("--admin", default=DEFAULT_ADMIN, help=f"control plane admin URL (default {DEFAULT_ADMIN})")
+    p.add_argument(
+        "--admin", help=f"control plane admin URL (default {DEFAULT_ADMIN}; on a cluster: the service proxy)"
+    )
     p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _cluster_args(p)
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="on a cluster: policies of every namespace")
     p.set_defaults(func=status.status)
 
     p = sub.add_parser("proxy-config", help="the resources the control plane holds for one proxy")
-    p.add_argument("node", help="NAMESPACE/WORKLOAD")
+    p.add_argument("node", help="NAMESPACE/WORKLOAD (on a cluster, WORKLOAD alone means -n's namespace)")
     p.add_argument("--type", choices=["listeners", "routes", "clusters", "endpoints", "secrets"])
-    p.add_argument("--admin", default=DEFAULT_ADMIN)
+    p.add_argument("--admin")
     p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _cluster_args(p)
     p.set_defaults(func=status.proxy_config)
 
     inject.add_parser(sub)
@@ -79,8 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="read policy status from this cluster (default: $KUBECONFIG)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("-n", "--namespace", help="the policies' namespace (default: the context's)")
+    p.add_argument(
+        "--admin-service",
+        default=DEFAULT_ADMIN_SERVICE,
+        help=f"the control plane's admin Service, reached through the API server (default {DEFAULT_ADMIN_SERVICE})",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "admin"):
+        args.admin_explicit = args.admin is not None
+        args.admin = args.admin or DEFAULT_ADMIN
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

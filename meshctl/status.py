@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from meshctl import cluster
 from meshctl.admin_client import AdminUnavailable, get
 from meshctl.output import dump, err, table
 from xds_server.preflight import reason_line
@@ -67,15 +68,37 @@ def proxy_rows(
     return rows
 
 
+def _from_cluster(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Policies from the API; the proxy table from the control plane (None and the reason when unreachable)."""
+    api = cluster.api_client(args)
+    namespace = None if args.all_namespaces else cluster.namespace_of(args)
+    policies = cluster.policies(api, namespace)
+    try:
+        sync = cluster.admin(api, args, "/debug/syncz")["proxies"]
+        policyz = cluster.admin(api, args, "/debug/policyz")
+    except AdminUnavailable as e:
+        return {"policies": policies, "desired": {}, "problems": []}, {}, str(e)
+    if namespace:
+        sync = {n: p for n, p in sync.items() if n.startswith(f"{namespace}/")}
+        policyz["desired"] = {n: v for n, v in policyz.get("desired", {}).items() if n.startswith(f"{namespace}/")}
+    return {**policyz, "policies": policies}, sync, None
+
+
 def status(args: argparse.Namespace) -> int:
     """Exit 0 only when everything is in force: every proxy SYNCED, every policy accepted and applied, no
     refused object, no control-plane problem. 1 otherwise; 2 when the control plane cannot be reached."""
+    unreachable = None
     try:
-        sync = get(args.admin, "/debug/syncz")["proxies"]
-        policyz = get(args.admin, "/debug/policyz")
+        if cluster.wants_cluster(args):
+            policyz, sync, unreachable = _from_cluster(args)
+        else:
+            sync = get(args.admin, "/debug/syncz")["proxies"]
+            policyz = get(args.admin, "/debug/policyz")
     except AdminUnavailable as e:
         err(str(e))
         return 2
+    if unreachable:
+        err(f"proxy table unavailable: {unreachable}")
     rows = proxy_rows(sync, policyz.get("desired", {}), policyz.get("failed", {}))
     problems = policyz.get("problems", [])
     policies = policyz.get("policies", {})
@@ -122,11 +145,17 @@ def status(args: argparse.Namespace) -> int:
 
 
 def proxy_config(args: argparse.Namespace) -> int:
-    query = {"node": args.node}
+    node = args.node
+    if cluster.wants_cluster(args) and "/" not in node:
+        node = f"{cluster.namespace_of(args)}/{node}"
+    query = {"node": node}
     if args.type:
         query["type"] = _TYPES[args.type]
     try:
-        doc = get(args.admin, "/debug/config_dump", **query)
+        if cluster.wants_cluster(args):
+            doc = cluster.admin(cluster.api_client(args), args, "/debug/config_dump", **query)
+        else:
+            doc = get(args.admin, "/debug/config_dump", **query)
     except AdminUnavailable as e:
         err(str(e))
         return 2

@@ -41,6 +41,7 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
 _COMMON_COLUMNS: list[dict[str, Any]] = [
     {"name": "Accepted", "type": "string", "jsonPath": f"{_ACCEPTED}.status"},
     {"name": "Reason", "type": "string", "jsonPath": f"{_ACCEPTED}.reason", "priority": 1},
+    {"name": "Applied", "type": "string", "jsonPath": ".status.proxies.summary"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -124,7 +125,8 @@ def crd(kind: str) -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": _COLUMNS[kind] + _COMMON_COLUMNS,
+                    "additionalPrinterColumns": _COLUMNS[kind]
+                    + [c for c in _COMMON_COLUMNS if kind != "Mesh" or c["name"] != "Applied"],
                     "schema": {"openAPIV3Schema": structural_schema(model)},
                 }
             ],

@@ -115,5 +115,23 @@ class Condition(Model):
     last_transition_time: str | None = None
 
 
+class RejectedBy(Model):
+    """A proxy that rejected the config carrying the policy, with Envoy's NACK text."""
+
+    proxy: str
+    message: str = ""
+
+
+class ProxyReceipts(Model):
+    """Delivery receipts: of the proxies whose config carries the policy, how many ACKed it, who rejected it."""
+
+    affected: int = 0
+    applied: int = 0
+    rejected: list[RejectedBy] = Field(default_factory=list)
+    summary: str = Field(default="", description="applied/affected, for the APPLIED printer column")
+
+
 class PolicyStatus(Model):
+    observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    proxies: ProxyReceipts | None = None

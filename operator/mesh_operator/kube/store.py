@@ -1,0 +1,184 @@
+"""The operator's view of the cluster: every watched object, as last seen, behind one lock.
+
+kopf's handlers (in kopf's thread) write here; the control plane (in the main loop) reads a consistent
+:meth:`Store.state` snapshot. Policies are parsed and validated once per generation; status-only changes of our
+own objects (our status writes coming back through the watch) are recorded but do not trigger a translation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh_operator.api import Mesh
+from mesh_operator.kube.adapter import AdaptProblem, ClusterObjects, adapt
+from mesh_operator.translate import MeshState, PolicyKey
+from mesh_operator.translate.state import Policy
+from mesh_operator.validation import validate_document
+from mesh_operator.validation.violations import Violation
+
+#: kind -> field of ClusterObjects, for core kinds
+CORE_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Pod": "pods", "Node": "nodes"}
+POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy")
+#: every kind the operator watches (the ready gate waits for the initial LIST of each)
+WATCHED_KINDS = (*CORE_KINDS, "Namespace", "Mesh", *POLICY_KINDS)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """One policy object as the status writer needs it."""
+
+    key: PolicyKey
+    plural: str
+    generation: int
+    status: Mapping[str, Any]
+    #: schema violations: the object could not be parsed, so it is not in the MeshState
+    violations: tuple[Violation, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    state: MeshState
+    problems: list[AdaptProblem]
+    policies: dict[PolicyKey, PolicyRecord] = field(default_factory=dict)
+
+
+_PLURALS = {"TrafficPolicy": "trafficpolicies", "RetryPolicy": "retrypolicies", "AccessPolicy": "accesspolicies"}
+
+
+def _clean(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the validator reads it: no status, no server-side bookkeeping."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**{k: v for k, v in body.items() if k != "status"}, "metadata": meta}
+
+
+def _key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Store:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in WATCHED_KINDS}
+        #: (kind, key) -> (generation, parsed policy or None, violations)
+        self._parsed: dict[tuple[str, str], tuple[int, Any, tuple[Violation, ...]]] = {}
+        self._synced = threading.Event()
+        self.on_change = on_change
+        self._mesh_cache: tuple[tuple[Any, Any], Mesh | None] | None = None
+        #: changes that need a translation, ever (tests and benchmarks read it)
+        self.changes = 0
+
+    # ----------------------------------------------------------------- written by the watch handlers
+
+    def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
+        k = _key(body)
+        relevant = True
+        with self._lock:
+            previous = self._objects[kind].get(k)
+            self._objects[kind][k] = body
+            if kind in POLICY_KINDS or kind == "Mesh":
+                relevant = previous is None or _generation(previous) != _generation(body)
+                if relevant and kind in POLICY_KINDS:
+                    self._parse(kind, k, body)
+        if relevant:
+            self._changed()
+
+    def delete(self, kind: str, body: Mapping[str, Any]) -> None:
+        k = _key(body)
+        with self._lock:
+            gone = self._objects[kind].pop(k, None)
+            self._parsed.pop((kind, k), None)
+        if gone is not None:
+            self._changed()
+
+    def mark_synced(self) -> None:
+        """The initial LIST of every watched kind is in."""
+        if not self._synced.is_set():
+            self._synced.set()
+            self._changed()
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def _changed(self) -> None:
+        self.changes += 1
+        if self.on_change is not None:
+            self.on_change()
+
+    def _parse(self, kind: str, k: str, body: Mapping[str, Any]) -> None:
+        checked = validate_document(_clean(body))
+        self._parsed[(kind, k)] = (_generation(body), checked.obj, tuple(checked.violations))
+
+    # ----------------------------------------------------------------- read by the control plane
+
+    def get(self, kind: str, key: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            return self._objects[kind].get(key)
+
+    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of a watched Namespace (None when unknown): what injection decides on."""
+        ns = self.get("Namespace", name)
+        if ns is None:
+            return None
+        labels: Mapping[str, str] = (ns.get("metadata") or {}).get("labels") or {}
+        return labels
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return len(self._objects[kind])
+
+    def policy_records(self) -> dict[PolicyKey, PolicyRecord]:
+        """Every policy object with the status it carries now (cheap: no adaptation)."""
+        with self._lock:
+            bodies = {kind: dict(self._objects[kind]) for kind in POLICY_KINDS}
+            parsed = dict(self._parsed)
+        return _records(bodies, parsed)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
+            meshes = dict(self._objects["Mesh"])
+            bodies = {kind: dict(self._objects[kind]) for kind in POLICY_KINDS}
+            parsed = dict(self._parsed)
+        records = _records(bodies, parsed)
+        policies: list[Policy] = [obj for (_, _), (_, obj, _) in sorted(parsed.items()) if obj is not None]
+        state, problems = adapt(objects, policies, self._mesh(meshes))
+        return Snapshot(state, problems, records)
+
+    def _mesh(self, meshes: Mapping[str, Mapping[str, Any]]) -> Mesh | None:
+        """The Mesh named ``default`` (others are ignored); an invalid Mesh is left out, so defaults stay in force.
+        Parsed once per generation (the translator memoizes by object identity)."""
+        body = meshes.get("default")
+        if body is None:
+            return None
+        meta = body.get("metadata") or {}
+        ident = (meta.get("uid"), meta.get("generation"))
+        if self._mesh_cache is None or self._mesh_cache[0] != ident:
+            checked = validate_document(_clean(body))
+            mesh = checked.obj if checked.ok and isinstance(checked.obj, Mesh) else None
+            self._mesh_cache = (ident, mesh)
+        return self._mesh_cache[1]
+
+
+def _records(
+    bodies: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    parsed: Mapping[tuple[str, str], tuple[int, Any, tuple[Violation, ...]]],
+) -> dict[PolicyKey, PolicyRecord]:
+    records: dict[PolicyKey, PolicyRecord] = {}
+    for kind, by_key in bodies.items():
+        for k, body in by_key.items():
+            generation, obj, violations = parsed.get((kind, k), (_generation(body), None, ()))
+            ns, _, name = k.partition("/")
+            pkey = PolicyKey(kind, ns, name)
+            unparsed = violations if obj is None else ()
+            records[pkey] = PolicyRecord(pkey, _PLURALS[kind], generation, body.get("status") or {}, unparsed)
+    return records
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    return int((body.get("metadata") or {}).get("generation") or 1)
