@@ -107,6 +107,8 @@ class RateLimit:
     tokens_per_fill: int
     fill_interval_ms: int
     status: int = 429
+    #: Count the requests over the limit (``rate_limited``) but serve them (``filter_enforced`` 0 %).
+    shadow: bool = False
 
 
 @dataclass(frozen=True, slots=True)

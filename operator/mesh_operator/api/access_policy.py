@@ -1,7 +1,8 @@
 """AccessPolicy: which identities may call a service, and what they may do.
 
 Once any ``Allow`` rule targets a service, requests no rule allows are denied. ``Deny`` wins over ``Allow``.
-``mode: Shadow`` evaluates and counts the rules without enforcing them.
+``mode: Shadow`` evaluates and counts the rules without enforcing them; ``mode: Off`` keeps the policy out of the
+config.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import VALUE_UNLESS_PRESENT, DnsLabel, Model, ObjectMeta, PolicyStatus, ServiceRef, cel
+from mesh_operator.api.common import (
+    MODE_DESCRIPTION,
+    VALUE_UNLESS_PRESENT,
+    DnsLabel,
+    Model,
+    ObjectMeta,
+    PolicyMode,
+    PolicyStatus,
+    ServiceRef,
+    cel,
+)
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -73,7 +84,7 @@ class AccessRule(Model):
 
 class AccessPolicySpec(Model):
     target_ref: ServiceRef
-    mode: Literal["Enforce", "Shadow"] = "Enforce"
+    mode: PolicyMode = Field(default="Enforce", description=MODE_DESCRIPTION)
     rules: list[AccessRule] = Field(min_length=1, max_length=64)
 
 

@@ -12,12 +12,14 @@ from typing import Literal
 from pydantic import Field
 
 from mesh_operator.api.common import (
+    MODE_DESCRIPTION,
     VALUE_UNLESS_PRESENT,
     DnsLabel,
     Duration,
     Model,
     ObjectMeta,
     Percent,
+    PolicyMode,
     PolicyStatus,
     ServiceRef,
     cel,
@@ -137,6 +139,9 @@ class RateLimit(Model):
     tokens_per_fill: int = Field(default=1, ge=1, le=1_000_000)
     fill_interval: Duration = "1s"
     response_status: int = Field(default=429, ge=400, le=599)
+    mode: Literal["Enforce", "Shadow"] = Field(
+        default="Enforce", description="Shadow: count the requests over the limit but serve them."
+    )
 
 
 class Rule(Model):
@@ -262,9 +267,17 @@ class TrafficPolicySpec(Model):
             "(has(self.subsets) && self.subsets.exists(s, s.name == b.subset))))",
             "rules: every backend subset must be declared in spec.subsets",
         ),
+        (
+            "!has(self.mode) || self.mode != 'Shadow'",
+            "mode: routing cannot be shadowed; use Enforce or Off, or rules[].rateLimit.mode: Shadow",
+        ),
     )
 
     target_ref: ServiceRef
+    mode: PolicyMode = Field(
+        default="Enforce",
+        description=MODE_DESCRIPTION + " Routing cannot be shadowed: shadow a rate limit with rules[].rateLimit.mode.",
+    )
     subsets: list[Subset] = Field(default_factory=list, max_length=32)
     rules: list[Rule] = Field(default_factory=list, max_length=128)
     timeouts: ServiceTimeouts | None = None

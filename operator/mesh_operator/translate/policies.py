@@ -59,6 +59,9 @@ def resolve(state: MeshState) -> Resolved:
         if p.spec.target_ref.kind == "Service" and target not in state.services:
             outcome.reject(TARGET_NOT_FOUND, Violation("spec.targetRef", f"service {target} does not exist"))
             continue
+        if p.spec.mode == "Off":
+            outcome.switch_off()
+            continue
         valid.append(p)
 
     traffic_by_name: dict[str, TrafficPolicy] = {}

@@ -143,7 +143,9 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
         if rule.rate_limit is None:
             continue
         rl = rule.rate_limit
-        limit = ir.RateLimit(rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status)
+        limit = ir.RateLimit(
+            rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status, rl.mode == "Shadow"
+        )
         for name, match in rule_matches(svc, rule, rule.name or f"rule-{i}"):
             out.append(
                 ir.Route(

@@ -13,6 +13,9 @@ from mesh_operator.validation.violations import Violation
 INVALID = "Invalid"
 TARGET_NOT_FOUND = "TargetNotFound"
 CONFLICTED = "Conflicted"
+#: Accepted (valid, target found) but ``mode: Off``: in no proxy's config.
+OFF = "Off"
+OFF_MESSAGE = "mode is Off: the policy is validated and kept, but no proxy's config carries it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +42,21 @@ class PolicyOutcome:
             self.accepted, self.reason = False, reason
         self.violations.extend(violations)
 
+    def switch_off(self) -> None:
+        if self.accepted:
+            self.reason = OFF
+
     def warn(self, *violations: Violation) -> None:
         self.violations.extend(violations)
-        if self.accepted:
+        if self.accepted and self.reason != OFF:
             self.reason = "AcceptedWithWarnings"
 
     @property
     def message(self) -> str:
-        return "; ".join(str(v) for v in self.violations)
+        text = "; ".join(str(v) for v in self.violations)
+        if self.reason == OFF:
+            return f"{OFF_MESSAGE}; {text}" if text else OFF_MESSAGE
+        return text
 
     def condition(self) -> dict[str, object]:
         return {

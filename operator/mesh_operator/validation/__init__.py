@@ -18,6 +18,7 @@ from mesh_operator.api.common import GROUP_VERSION
 from mesh_operator.validation.access_policy import validate_access_policy
 from mesh_operator.validation.inventory import validate_inventory
 from mesh_operator.validation.mesh import validate_mesh
+from mesh_operator.validation.modes import validate_mode
 from mesh_operator.validation.retry_policy import validate_retry_policy
 from mesh_operator.validation.traffic_policy import validate_traffic_policy
 from mesh_operator.validation.violations import Collector, Violation, errors, format_path, warnings
@@ -67,6 +68,7 @@ def validate_object(obj: ApiObject) -> list[Violation]:
     """The cross-field rules of one already-typed object."""
     c = Collector()
     _SEMANTIC[type(obj)](obj, c)
+    validate_mode(obj, c)
     return c.violations
 
 
