@@ -7,11 +7,13 @@ value is in range. Split by area:
 * :mod:`.routes`   – HTTP matches and route actions (splits, mirror, fault, rewrites, retries, rate limits)
 * :mod:`.clusters` – upstream clusters: endpoints, load balancing, circuit breaking, outlier and health checks
 * :mod:`.security` – TLS/mTLS settings and access (RBAC) rules
+* :mod:`.authn`    – JWT providers and the request principals access rules match
 * :mod:`.proxy`    – listeners and :class:`ProxyConfig`, everything one sidecar receives
 
 ``load`` builds the IR from plain data (YAML), so IR can be golden-test input on its own.
 """
 
+from xds_server.ir.authn import JwtAuthn, JwtProvider, RemoteJwks, RequestPrincipal
 from xds_server.ir.clusters import (
     CircuitBreakers,
     Cluster,
@@ -53,6 +55,8 @@ __all__ = [
     "HealthCheck",
     "InboundListener",
     "InboundTls",
+    "JwtAuthn",
+    "JwtProvider",
     "LoadBalancer",
     "MeshSettings",
     "Mirror",
@@ -67,7 +71,9 @@ __all__ = [
     "RateLimit",
     "RbacPolicy",
     "Redirect",
+    "RemoteJwks",
     "RequestMatch",
+    "RequestPrincipal",
     "Retry",
     "RetryBudget",
     "Route",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from xds_server.ir.authn import JwtAuthn
 from xds_server.ir.clusters import Cluster
 from xds_server.ir.common import MeshSettings, NodeInfo, Provenance
 from xds_server.ir.routes import Route
@@ -27,6 +28,8 @@ class InboundListener:
     tls: InboundTls = InboundTls()
     rbac: tuple[RbacPolicy, ...] = ()
     routes: tuple[Route, ...] = ()
+    #: End-user authentication (HTTP only).
+    jwt: JwtAuthn | None = None
 
 
 @dataclass(frozen=True, slots=True)

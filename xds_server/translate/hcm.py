@@ -44,6 +44,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerPathWithEscapedSlashesAction,
     HttpConnectionManagerSetCurrentClientCertDetails,
     HttpFilter,
+    LocalReplyConfig,
     Rds,
 )
 
@@ -71,6 +72,7 @@ def connection_manager(
     route_config_name: str,
     http_filters: list[HttpFilter],
     access_log: tuple[AccessLog, ...],
+    local_reply_config: LocalReplyConfig | None = None,
 ) -> HttpConnectionManager:
     inbound = direction == "inbound"
     return new(
@@ -111,6 +113,7 @@ def connection_manager(
             else HttpConnectionManagerPathWithEscapedSlashesAction.UNESCAPE_AND_REDIRECT
         ),
         strip_any_host_port=True,
+        local_reply_config=local_reply_config,
     )
 
 

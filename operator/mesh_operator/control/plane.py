@@ -312,4 +312,5 @@ def _policies_of(cfg: ProxyConfig) -> set[str]:
     for r in routes:
         found += [r.provenance, r.retry.provenance if r.retry else None]
     found += [p.provenance for il in cfg.inbound for p in il.rbac]
+    found += [p.provenance for il in cfg.inbound if il.jwt is not None for p in il.jwt.providers]
     return {p.policy for p in found if p is not None}

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
 
-from mesh_operator.api import AccessPolicy, RetryPolicy, TrafficPolicy
+from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.state import MeshState, Policy
 from mesh_operator.translate.status import CONFLICTED, INVALID, TARGET_NOT_FOUND, PolicyKey, PolicyOutcome
@@ -40,6 +40,7 @@ class Resolved:
     #: (service, rule name) -> RetryPolicy for that rule
     rule_retry: dict[tuple[str, str], RetryPolicy] = field(default_factory=dict)
     access: dict[str, list[AccessPolicy]] = field(default_factory=lambda: defaultdict(list))
+    authn: dict[str, list[AuthenticationPolicy]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[PolicyKey, PolicyOutcome] = field(default_factory=dict)
 
 
@@ -79,6 +80,8 @@ def resolve(state: MeshState) -> Resolved:
             _place_retry(r, p, traffic_by_name)
         elif isinstance(p, AccessPolicy):
             r.access[f"{p.metadata.namespace}/{p.spec.target_ref.name}"].append(p)
+        elif isinstance(p, AuthenticationPolicy):
+            r.authn[f"{p.metadata.namespace}/{p.spec.target_ref.name}"].append(p)
     return r
 
 

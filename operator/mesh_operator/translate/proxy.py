@@ -8,6 +8,7 @@ from mesh_operator.api.common import duration_ms
 from mesh_operator.api.retry_policy import RetryPolicy
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
+from mesh_operator.translate.authentication import jwt_authn
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
@@ -98,6 +99,7 @@ class ProxyBuilder:
                     tls=ir.InboundTls(self.mesh.mtls_mode),
                     rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
                     routes=_rate_limited_routes(self.resolved.traffic.get(ib.service), svc, local.name),
+                    jwt=jwt_authn(self.resolved.authn.get(ib.service, [])) if svc.protocol != "tcp" else None,
                 )
             )
         outbound = []
