@@ -27,6 +27,8 @@ from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Prov
 from xds_server.ir.proxy import InboundListener, OutboundListener, ProxyConfig
 from xds_server.ir.routes import (
     Fault,
+    GlobalDescriptor,
+    GlobalRateLimit,
     HashPolicy,
     HeaderEdits,
     HeaderMatch,
@@ -49,6 +51,8 @@ __all__ = [
     "Cluster",
     "Endpoint",
     "Fault",
+    "GlobalDescriptor",
+    "GlobalRateLimit",
     "HashPolicy",
     "HeaderEdits",
     "HeaderMatch",

@@ -58,6 +58,8 @@ class MeshSettings:
     mtls_mode: Literal["strict", "permissive"] = "strict"
     access_log: AccessLogSettings = AccessLogSettings()
     metrics_enabled: bool = True
+    #: ``(host, port)`` of the rate-limit service (gRPC), when global rate limits are in use.
+    ratelimit_service: tuple[str, int] | None = None
     #: Names of the SDS secrets every sidecar uses.
     cert_secret: str = "default"
     bundle_secret: str = "ROOTCA"

@@ -112,6 +112,28 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class GlobalDescriptor:
+    """One limit of the rate-limit service: ``key`` names it uniquely in the mesh; ``entries`` are what it is
+    counted per: ``("header", name)``, ``("source_identity", "")`` or ``("remote_address", "")``."""
+
+    key: str
+    requests: int
+    unit: Literal["second", "minute", "hour", "day"]
+    entries: tuple[tuple[Literal["header", "source_identity", "remote_address"], str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalRateLimit:
+    """Limits counted by the mesh's rate-limit service, shared by every sidecar enforcing them."""
+
+    descriptors: tuple[GlobalDescriptor, ...]
+    failure_deny: bool = False
+    timeout_ms: int = 100
+    shadow: bool = False
+    status: int = 429
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One route. Either ``redirect`` is set or ``clusters`` is non-empty."""
 
@@ -129,5 +151,6 @@ class Route:
     idle_timeout_ms: int | None = None
     retry: Retry | None = None
     rate_limit: RateLimit | None = None
+    global_rate_limit: GlobalRateLimit | None = None
     hash_on: tuple[HashPolicy, ...] = ()
     provenance: Provenance | None = None

@@ -37,6 +37,7 @@ from xds_server.translate import endpoint as _endpoint
 from xds_server.translate import jwt as _jwt
 from xds_server.translate import listener_inbound as _inbound
 from xds_server.translate import listener_outbound as _outbound
+from xds_server.translate import ratelimit_global as _rl_global
 from xds_server.translate.bootstrap import ads_bootstrap, render_bootstrap, to_proto_json
 
 __all__ = [
@@ -123,6 +124,7 @@ def translate_proxy(cfg: ir.ProxyConfig) -> EnvoyResources:
             clusters.append(cl)
             assignments.append(cla)
         clusters += _jwt.clusters(cfg)
+        clusters += _rl_global.clusters(cfg)
         return EnvoyResources(tuple(listeners), tuple(routes), tuple(clusters), tuple(assignments))
 
 
@@ -187,5 +189,5 @@ def snapshot_of_proxy(cfg: ir.ProxyConfig) -> Snapshot:
                 items += _cluster_bytes(c, mesh, node.region, node.zone)
             else:
                 items += _cluster_bytes(c, mesh, "", "")
-        items += [serialize.cached_resource(CLUSTER, c.name, c) for c in _jwt.clusters(cfg)]
+        items += [serialize.cached_resource(CLUSTER, c.name, c) for c in _jwt.clusters(cfg) + _rl_global.clusters(cfg)]
         return Snapshot.from_resources(items)

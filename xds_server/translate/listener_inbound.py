@@ -1,7 +1,8 @@
 """Inbound listeners: terminate mesh mTLS, enforce access policies and rate limits, forward to the app.
 
 HTTP filter order: (with JWT providers: ``meshwork.jwt.strip_claim_headers``, ``jwt_authn``, see :mod:`.jwt`),
-``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, ``router``. Authentication comes before
+``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, (global limits: ``ratelimit`` per stage, see
+:mod:`.ratelimit_global`), ``router``. Authentication comes before
 authorization so access rules can match the verified end user (``requestPrincipals``, claims).
 Authorization comes first so a request that will be refused never spends a token of the caller's (or anyone's)
 rate-limit bucket, and DENY precedes ALLOW so an explicit deny can never be overridden by an allow. The router
@@ -25,7 +26,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import access_log, hcm, jwt, ratelimit, rbac, route, tls
+from xds_server.translate import access_log, hcm, jwt, ratelimit, ratelimit_global, rbac, route, tls
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, pack, stat_token, transport_socket
 from xds_server.translate._memo import memoize
 from xds_server.translate.listener_outbound import address
@@ -66,6 +67,7 @@ def _filters(lis: ir.InboundListener, mesh: ir.MeshSettings) -> list[Filter]:
     http_filters += rbac.http_filters(lis.rbac)
     if any(r.rate_limit is not None for r in lis.routes):
         http_filters.append(ratelimit.http_filter())
+    http_filters += ratelimit_global.http_filters(lis.routes)
     http_filters.append(hcm.router())
     manager = hcm.connection_manager(
         direction="inbound",

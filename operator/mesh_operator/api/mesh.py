@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus, cel
+from mesh_operator.api.ratelimit_global import RateLimitService
 from mesh_operator.api.retry_policy import RetryBudget
 
 
@@ -43,6 +44,9 @@ class MeshSpec(Model):
     access_log: AccessLog = Field(default_factory=AccessLog)
     metrics: Metrics = Field(default_factory=Metrics)
     default_retry_budget: RetryBudget = Field(default_factory=RetryBudget)
+    rate_limit_service: RateLimitService | None = Field(
+        default=None, description="Needed by global rate limits; local mode starts one when this is unset."
+    )
 
 
 class Mesh(Model):

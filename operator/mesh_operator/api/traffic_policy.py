@@ -24,6 +24,7 @@ from mesh_operator.api.common import (
     ServiceRef,
     cel,
 )
+from mesh_operator.api.ratelimit_global import GlobalRateLimit
 
 StringMatchType = Literal["Exact", "Prefix", "RegularExpression"]
 
@@ -129,19 +130,22 @@ class Timeouts(Model):
 
 
 class RateLimit(Model):
-    """A local token bucket enforced by each destination instance."""
+    """A local token bucket enforced by each destination instance (``maxTokens`` ...), a global limit shared by
+    all of them (``global``), or both (a request must pass each)."""
 
     model_config = cel(
-        ("duration(self.fillInterval) >= duration('50ms')", "fillInterval must be at least 50ms (Envoy's minimum)")
+        ("duration(self.fillInterval) >= duration('50ms')", "fillInterval must be at least 50ms (Envoy's minimum)"),
+        ("has(self.maxTokens) || has(self.global)", "set maxTokens (a local limit), global, or both"),
     )
 
-    max_tokens: int = Field(ge=1, le=1_000_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     tokens_per_fill: int = Field(default=1, ge=1, le=1_000_000)
     fill_interval: Duration = "1s"
     response_status: int = Field(default=429, ge=400, le=599)
     mode: Literal["Enforce", "Shadow"] = Field(
         default="Enforce", description="Shadow: count the requests over the limit but serve them."
     )
+    global_: GlobalRateLimit | None = Field(default=None, alias="global")
 
 
 class Rule(Model):

@@ -26,6 +26,7 @@ from mesh_operator.errors import LocalModeError
 from mesh_operator.loader import Loaded, load_paths
 from mesh_operator.local import sidecar
 from mesh_operator.local.processes import ManagedProcess
+from mesh_operator.local.ratelimit import write_service_config
 from mesh_operator.local.sidecar import SidecarFiles
 from mesh_operator.translate import MeshState
 from mesh_operator.translate.state import WorkloadInfo
@@ -120,6 +121,7 @@ class LocalMesh:
         assert self.plane is not None
         self.state = state
         self.plane.apply(state)
+        write_service_config(self.state_dir, state)
 
     def reload(self) -> bool:
         """Re-read DIR. Returns False (and changes nothing) when the edit is invalid."""

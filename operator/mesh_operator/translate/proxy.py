@@ -11,6 +11,7 @@ from mesh_operator.translate.access import rbac_policies, spiffe_id
 from mesh_operator.translate.authentication import jwt_authn
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
+from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
 from xds_server import ir
@@ -27,6 +28,9 @@ def mesh_settings(state: MeshState) -> ir.MeshSettings:
             path=spec.access_log.path,
         ),
         metrics_enabled=spec.metrics.enabled,
+        ratelimit_service=(spec.rate_limit_service.address, spec.rate_limit_service.port)
+        if spec.rate_limit_service is not None
+        else None,
     )
 
 
@@ -49,6 +53,8 @@ class ProxyBuilder:
         self._rule_retries: dict[str, dict[str, RetryPolicy]] = {}
         for (service, rule), policy in resolved.rule_retry.items():
             self._rule_retries.setdefault(service, {})[rule] = policy
+        if self.mesh.ratelimit_service is None:
+            warn_without_service(resolved)
 
     def routing(self, service_key: str) -> ServiceRouting:
         """A service's outbound routing, computed once per translation and reused across translations while
@@ -98,7 +104,9 @@ class ProxyBuilder:
                     local_cluster=local.name,
                     tls=ir.InboundTls(self.mesh.mtls_mode),
                     rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
-                    routes=_rate_limited_routes(self.resolved.traffic.get(ib.service), svc, local.name),
+                    routes=_rate_limited_routes(
+                        self.resolved.traffic.get(ib.service), svc, local.name, self.mesh.ratelimit_service is not None
+                    ),
                     jwt=jwt_authn(self.resolved.authn.get(ib.service, [])) if svc.protocol != "tcp" else None,
                 )
             )
@@ -136,7 +144,9 @@ def _outbound(svc: ServiceInfo, routing: ServiceRouting, port: int) -> ir.Outbou
     )
 
 
-def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
+def _rate_limited_routes(
+    tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str, with_global: bool = False
+) -> tuple[ir.Route, ...]:
     """Inbound routes for rules with a rate limit: the limit protects each destination instance."""
     if tp is None:
         return ()
@@ -145,9 +155,18 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
         if rule.rate_limit is None:
             continue
         rl = rule.rate_limit
-        limit = ir.RateLimit(
-            rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status, rl.mode == "Shadow"
-        )
+        limit = None
+        if rl.max_tokens is not None:
+            limit = ir.RateLimit(
+                rl.max_tokens,
+                rl.tokens_per_fill,
+                duration_ms(rl.fill_interval),
+                rl.response_status,
+                rl.mode == "Shadow",
+            )
+        glob = None
+        if rl.global_ is not None and with_global:
+            glob = global_rate_limit(tp, rule.name or f"rule-{i}", rl.global_)
         for name, match in rule_matches(svc, rule, rule.name or f"rule-{i}"):
             out.append(
                 ir.Route(
@@ -155,6 +174,7 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
                     match=match,
                     clusters=(ir.WeightedCluster(local_cluster, 100),),
                     rate_limit=limit,
+                    global_rate_limit=glob,
                     provenance=provenance(tp),
                 )
             )

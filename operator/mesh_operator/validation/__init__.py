@@ -20,6 +20,7 @@ from mesh_operator.validation.authentication_policy import validate_authenticati
 from mesh_operator.validation.inventory import validate_inventory
 from mesh_operator.validation.mesh import validate_mesh
 from mesh_operator.validation.modes import validate_mode
+from mesh_operator.validation.ratelimit_global import validate_rate_limits
 from mesh_operator.validation.retry_policy import validate_retry_policy
 from mesh_operator.validation.traffic_policy import validate_traffic_policy
 from mesh_operator.validation.violations import Collector, Violation, errors, format_path, warnings
@@ -71,6 +72,7 @@ def validate_object(obj: ApiObject) -> list[Violation]:
     c = Collector()
     _SEMANTIC[type(obj)](obj, c)
     validate_mode(obj, c)
+    validate_rate_limits(obj, c)
     return c.violations
 
 
