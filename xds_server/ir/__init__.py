@@ -23,7 +23,7 @@ from xds_server.ir.clusters import (
     OutlierDetection,
     RetryBudget,
 )
-from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Provenance
+from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Provenance, TracingSettings
 from xds_server.ir.proxy import InboundListener, OutboundListener, ProxyConfig
 from xds_server.ir.routes import (
     Fault,
@@ -82,6 +82,7 @@ __all__ = [
     "RetryBudget",
     "Route",
     "RouteMatch",
+    "TracingSettings",
     "UpstreamTls",
     "WeightedCluster",
 ]

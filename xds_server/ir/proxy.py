@@ -30,6 +30,8 @@ class InboundListener:
     routes: tuple[Route, ...] = ()
     #: End-user authentication (HTTP only).
     jwt: JwtAuthn | None = None
+    #: The service's mesh host name (``name.namespace``), e.g. for span service names.
+    service: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class OutboundListener:
     #: For tcp listeners: the cluster to proxy to.
     tcp_cluster: str | None = None
     provenance: tuple[Provenance, ...] = ()
+    #: With tracing on: the OpenTelemetry service name of this proxy's outbound spans (the caller's).
+    trace_service: str = ""
 
 
 @dataclass(frozen=True, slots=True)

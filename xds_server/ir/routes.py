@@ -152,5 +152,7 @@ class Route:
     retry: Retry | None = None
     rate_limit: RateLimit | None = None
     global_rate_limit: GlobalRateLimit | None = None
+    #: Share of requests on this route that start a trace (overrides the mesh's).
+    trace_sampling: float | None = None
     hash_on: tuple[HashPolicy, ...] = ()
     provenance: Provenance | None = None

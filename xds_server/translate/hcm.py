@@ -43,6 +43,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerForwardClientCertDetails,
     HttpConnectionManagerPathWithEscapedSlashesAction,
     HttpConnectionManagerSetCurrentClientCertDetails,
+    HttpConnectionManagerTracing,
     HttpFilter,
     LocalReplyConfig,
     Rds,
@@ -73,6 +74,7 @@ def connection_manager(
     http_filters: list[HttpFilter],
     access_log: tuple[AccessLog, ...],
     local_reply_config: LocalReplyConfig | None = None,
+    tracing: HttpConnectionManagerTracing | None = None,
 ) -> HttpConnectionManager:
     inbound = direction == "inbound"
     return new(
@@ -114,6 +116,7 @@ def connection_manager(
         ),
         strip_any_host_port=True,
         local_reply_config=local_reply_config,
+        tracing=tracing,
     )
 
 

@@ -26,7 +26,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import access_log, hcm, jwt, ratelimit, ratelimit_global, rbac, route, tls
+from xds_server.translate import access_log, hcm, jwt, ratelimit, ratelimit_global, rbac, route, tls, tracing
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, pack, stat_token, transport_socket
 from xds_server.translate._memo import memoize
 from xds_server.translate.listener_outbound import address
@@ -76,8 +76,14 @@ def _filters(lis: ir.InboundListener, mesh: ir.MeshSettings) -> list[Filter]:
         http_filters=http_filters,
         access_log=access_log.access_logs(mesh.access_log, "http"),
         local_reply_config=jwt.local_reply_config() if lis.jwt is not None else None,
+        tracing=tracing.hcm_tracing(mesh.tracing, _service_of(lis)) if mesh.tracing is not None else None,
     )
     return [hcm.network_filter(manager)]
+
+
+def _service_of(lis: ir.InboundListener) -> str:
+    """The inbound side's OpenTelemetry service name: the destination service (``name.namespace``)."""
+    return lis.service or lis.name
 
 
 def listener(lis: ir.InboundListener, mesh: ir.MeshSettings) -> Listener:

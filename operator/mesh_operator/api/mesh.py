@@ -9,6 +9,7 @@ from pydantic import Field
 from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus, cel
 from mesh_operator.api.ratelimit_global import RateLimitService
 from mesh_operator.api.retry_policy import RetryBudget
+from mesh_operator.api.tracing import Tracing
 
 
 class Mtls(Model):
@@ -44,8 +45,9 @@ class MeshSpec(Model):
     access_log: AccessLog = Field(default_factory=AccessLog)
     metrics: Metrics = Field(default_factory=Metrics)
     default_retry_budget: RetryBudget = Field(default_factory=RetryBudget)
+    tracing: Tracing | None = Field(default=None, description="OpenTelemetry tracing; off when unset.")
     rate_limit_service: RateLimitService | None = Field(
-        default=None, description="Needed by global rate limits; local mode starts one when this is unset."
+        default=None, description="The rate-limit service global rate limits need (gRPC)."
     )
 
 

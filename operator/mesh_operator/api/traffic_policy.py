@@ -25,6 +25,7 @@ from mesh_operator.api.common import (
     cel,
 )
 from mesh_operator.api.ratelimit_global import GlobalRateLimit
+from mesh_operator.api.tracing import TracingOverride
 
 StringMatchType = Literal["Exact", "Prefix", "RegularExpression"]
 
@@ -289,6 +290,7 @@ class TrafficPolicySpec(Model):
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
+    tracing: TracingOverride | None = Field(default=None, description="Sampling of requests to this service.")
 
 
 class TrafficPolicy(Model):

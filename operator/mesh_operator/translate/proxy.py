@@ -13,6 +13,7 @@ from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
 from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
+from mesh_operator.translate.tracing import trace_sampling, trace_service_name, traced_outbound, tracing_settings
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
 from xds_server import ir
 
@@ -31,6 +32,7 @@ def mesh_settings(state: MeshState) -> ir.MeshSettings:
         ratelimit_service=(spec.rate_limit_service.address, spec.rate_limit_service.port)
         if spec.rate_limit_service is not None
         else None,
+        tracing=tracing_settings(state.mesh),
     )
 
 
@@ -108,6 +110,7 @@ class ProxyBuilder:
                         self.resolved.traffic.get(ib.service), svc, local.name, self.mesh.ratelimit_service is not None
                     ),
                     jwt=jwt_authn(self.resolved.authn.get(ib.service, [])) if svc.protocol != "tcp" else None,
+                    service=svc.host,
                 )
             )
         outbound = []
@@ -120,7 +123,19 @@ class ProxyBuilder:
                 clusters[c.name] = c
             # The same routing object and port give the very same listener object: stage 2 then finds its bytes
             # by identity instead of hashing the whole route table.
-            outbound.append(_OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port)))
+            if self.mesh.tracing is None:
+                outbound.append(
+                    _OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port))
+                )
+            else:
+                name = trace_service_name(w, self.state)
+                sampling = trace_sampling(self.resolved.traffic.get(up.service))
+                outbound.append(
+                    _OUTBOUND.get(
+                        (routing, up.local_port, name, sampling),
+                        partial(traced_outbound, _outbound(target, routing, up.local_port), name, sampling),
+                    )
+                )
         return ir.ProxyConfig(
             node=node,
             mesh=self.mesh,
