@@ -52,7 +52,7 @@ def listener(lis: ir.OutboundListener, mesh: ir.MeshSettings) -> Listener:
             route_config_name=lis.name,
             http_filters=[fault.http_filter(), hcm.router()],
             access_log=access_log.access_logs(mesh.access_log, "http"),
-            tracing=tracing.hcm_tracing(mesh.tracing, lis.trace_service or lis.service)
+            tracing=tracing.hcm_tracing(mesh.tracing, lis.trace_service or lis.service, tracing.outbound_percent(lis))
             if mesh.tracing is not None
             else None,
         )

@@ -29,7 +29,7 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import fault, ratelimit, ratelimit_global, tracing
+from xds_server.translate import fault, ratelimit, ratelimit_global
 from xds_server.translate._common import ms, regex, runtime_fraction
 from xds_server.translate.matchers import route_match
 from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
@@ -142,7 +142,6 @@ def outbound_route(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> R
         response_headers_to_add=header_options(r.response_headers),
         response_headers_to_remove=list(r.response_headers.remove),
         stat_prefix=route_stat_prefix(r),
-        tracing=tracing.route_tracing(r),
     )
     if r.redirect is not None:
         msg.redirect = redirect(r.redirect)

@@ -3,9 +3,11 @@
 Every HTTP connection manager (inbound and outbound) traces: Envoy propagates W3C ``traceparent`` and makes one
 span per hop — the caller's outbound span is the parent of the destination's inbound span, and an app that copies
 ``traceparent`` into its own calls makes its outbound spans children of its inbound span, so a whole call chain is
-one trace. ``random_sampling`` is the mesh's percentage; a TrafficPolicy's ``tracing.samplingPercent`` overrides it
-on the caller's routes to that service (the caller's outbound side starts traces). A request arriving with a
-sampled ``traceparent`` continues that trace.
+one trace. Sampling is OpenTelemetry's ``ParentBased(TraceIdRatioBased(percent))`` sampler in every HCM (Envoy's
+own ``random_sampling`` is 100 % so it never vetoes the sampler): a request that carries a ``traceparent`` follows
+its sampled flag, so every hop agrees with the first, and an incoming sampled ``traceparent`` is continued; a new
+trace is sampled by its trace id at the mesh's percentage, or, on a caller's outbound listener to a service whose
+TrafficPolicy sets ``tracing.samplingPercent``, at that percentage (the caller's outbound side starts traces).
 
 Spans carry Envoy's standard attributes (``node_id``, ``upstream_cluster``, ``http.url`` ...) and the mesh's
 custom tags; ``service.name`` is the destination service on the inbound side and the calling service (or client
@@ -20,12 +22,20 @@ from datetime import timedelta
 from typing import Final
 
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
-from envoy_data_plane.envoy.config.core.v3 import GrpcService, GrpcServiceEnvoyGrpc, Http2ProtocolOptions
+from envoy_data_plane.envoy.config.core.v3 import (
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
+    Http2ProtocolOptions,
+    TypedExtensionConfig,
+)
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
-from envoy_data_plane.envoy.config.route.v3 import Tracing as RouteTracing
 from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManagerTracing,
+)
+from envoy_data_plane.envoy.extensions.tracers.opentelemetry.samplers.v3 import (
+    ParentBasedSamplerConfig,
+    TraceIdRatioBasedSamplerConfig,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions,
@@ -37,19 +47,31 @@ from envoy_data_plane.envoy.type.v3 import Percent
 from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate import endpoint as _endpoint
-from xds_server.translate._common import fraction, pack
+from xds_server.translate._common import fraction, pack, typed
 from xds_server.translate._memo import memoize
 
 TRACER: Final = "envoy.tracers.opentelemetry"
 CLUSTER: Final = "meshwork_otel"
+PARENT_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.parent_based"
+RATIO_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based"
+
+
+def sampler(percent: float) -> TypedExtensionConfig:
+    """OpenTelemetry's ParentBased(TraceIdRatioBased(percent)): a request carrying a ``traceparent`` follows its
+    sampled flag (so every hop agrees with the first); a new trace is sampled by its trace id."""
+    ratio = new(TraceIdRatioBasedSamplerConfig, sampling_percentage=fraction(percent))
+    parent = new(ParentBasedSamplerConfig, wrapped_sampler=typed(RATIO_SAMPLER, ratio))
+    return typed(PARENT_SAMPLER, parent)
 
 
 @memoize(16_384)
-def hcm_tracing(t: ir.TracingSettings, service_name: str) -> HttpConnectionManagerTracing:
+def hcm_tracing(t: ir.TracingSettings, service_name: str, percent: float | None = None) -> HttpConnectionManagerTracing:
+    """``percent``: the share of new traces started here (default: the mesh's)."""
     otel = new(
         OpenTelemetryConfig,
         grpc_service=new(GrpcService, envoy_grpc=new(GrpcServiceEnvoyGrpc, cluster_name=CLUSTER)),
         service_name=service_name,
+        sampler=sampler(t.sampling_percent if percent is None else percent),
     )
     tags = [
         new(CustomTag, tag=name, literal=new(CustomTagLiteral, value=value))
@@ -59,16 +81,16 @@ def hcm_tracing(t: ir.TracingSettings, service_name: str) -> HttpConnectionManag
     ]
     return new(
         HttpConnectionManagerTracing,
-        random_sampling=new(Percent, value=t.sampling_percent),
+        # The sampler decides; Envoy's own random decision must not veto it.
+        random_sampling=new(Percent, value=100.0),
         custom_tags=tags,
         provider=new(TracingHttp, name=TRACER, typed_config=pack(otel)),
     )
 
 
-def route_tracing(r: ir.Route) -> RouteTracing | None:
-    if r.trace_sampling is None:
-        return None
-    return new(RouteTracing, random_sampling=fraction(r.trace_sampling))
+def outbound_percent(lis: ir.OutboundListener) -> float | None:
+    """A TrafficPolicy's sampling of its service, carried on the caller's routes to it (see stage 1)."""
+    return next((r.trace_sampling for r in lis.routes if r.trace_sampling is not None), None)
 
 
 @memoize(64)
