@@ -9,9 +9,15 @@ from collections import Counter
 import pytest
 
 from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh
-from mesh_operator.testing.ratelimit import RateLimitStack
+from mesh_operator.testing.ratelimit import RateLimitStack, ratelimit_binary
+from tests.envoy.mesh._tiers import require
 
-pytestmark = pytest.mark.envoy
+
+@pytest.fixture(autouse=True, scope="module")
+def _rate_limit_service() -> None:
+    require(
+        "envoyproxy/ratelimit + redis-server (scripts/ratelimit/build.sh)", ratelimit_binary, programs=("redis-server",)
+    )
 
 
 def _policy(global_: str, *, local: str = "") -> str:

@@ -7,8 +7,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from mesh_operator.testing.localmesh import LocalMeshBuilder
-from mesh_operator.testing.otel import Collector, Span
+from mesh_operator.testing.otel import Collector, Span, collector_binary
+from tests.envoy.mesh._tiers import require
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collector() -> None:
+    require("the OpenTelemetry Collector (scripts/otelcol/build.sh)", collector_binary)
+
 
 BACKEND_TRACED = """
 apiVersion: meshwork.io/v1alpha1
