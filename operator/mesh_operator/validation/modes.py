@@ -3,8 +3,9 @@
 Which kinds support Shadow (docs/policy-modes.md):
 
 * AccessPolicy: yes (RBAC shadow rules, counted per policy).
+* AuthenticationPolicy: yes (tokens verified, failures counted per policy, nothing refused).
 * TrafficPolicy: not as a whole (routing cannot be "evaluated without acting"); each local rate limit can be
-  shadowed with ``rules[].rateLimit.mode: Shadow``.
+  shadowed with ``rules[].rateLimit.mode: Shadow`` and each global one with ``rules[].rateLimit.global.mode``.
 * RetryPolicy: no (a retry either happens or it does not).
 
 ``Off`` is valid on every kind: the policy is validated and keeps its status, but no proxy's config carries it.
