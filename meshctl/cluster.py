@@ -17,7 +17,12 @@ from meshctl.admin_client import get as admin_get
 from meshctl.errors import AdminUnavailable
 
 GROUP, VERSION = "meshwork.io", "v1alpha1"
-PLURALS = {"TrafficPolicy": "trafficpolicies", "RetryPolicy": "retrypolicies", "AccessPolicy": "accesspolicies"}
+PLURALS = {
+    "TrafficPolicy": "trafficpolicies",
+    "RetryPolicy": "retrypolicies",
+    "AccessPolicy": "accesspolicies",
+    "AuthenticationPolicy": "authenticationpolicies",
+}
 DEFAULT_ADMIN_SERVICE = "meshwork-system/meshwork-controller:admin"
 
 

@@ -81,8 +81,10 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             )
 
         def _call_upstream(self, path: str) -> None:
+            # Propagate the trace context (W3C) and request id, as any traced app must, so hops join into one trace.
+            passed = ("x-request-id", "traceparent", "tracestate")
             req = urllib.request.Request(
-                state.upstream + path, headers={"x-request-id": self.headers.get("x-request-id", "")}
+                state.upstream + path, headers={h: v for h in passed if (v := self.headers.get(h))}
             )
             try:
                 with urllib.request.urlopen(req, timeout=10) as resp:

@@ -20,6 +20,7 @@ from mesh_operator.api import API_GROUP, API_VERSION, CRD_KINDS
 
 _PLURALS = {"Mesh": "meshes"}
 _SHORT_NAMES = {"TrafficPolicy": ["tp"], "RetryPolicy": ["rp"], "AccessPolicy": ["ap"], "Mesh": []}
+_SHORT_NAMES |= {"AuthenticationPolicy": ["authn"]}
 _DROP = {"title", "$defs"}
 
 _ACCEPTED = '.status.conditions[?(@.type=="Accepted")]'
@@ -34,6 +35,10 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Attempts", "type": "integer", "jsonPath": ".spec.attempts"},
     ],
     "AccessPolicy": [
+        {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    ],
+    "AuthenticationPolicy": [
         {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
     ],

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mesh_operator.api import Policy
+from mesh_operator.api import CRD_KINDS, Policy
 from mesh_operator.translate import MeshState, Refused, state_from_objects
 from mesh_operator.validation import ApiObject, validate_document
 from mesh_operator.validation.violations import Violation
@@ -24,7 +24,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 MAX_OBJECT_BYTES = 1_572_864
 #: A file at most 64 MiB, read before parsing: a bound on what one bad file can cost.
 MAX_FILE_BYTES = 64 * 1024 * 1024
-POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy")
+POLICY_KINDS = tuple(kind for kind in CRD_KINDS if kind != "Mesh")
 
 
 @dataclass(frozen=True)

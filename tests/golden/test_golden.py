@@ -1,7 +1,8 @@
 """Golden tests: input YAML (inventory + policies) -> the Envoy resources of every proxy, and every policy's status.
 
 Expected output lives beside each case's ``input.yaml`` as ``<namespace>_<workload>.yaml`` (Envoy proto-JSON as
-YAML) and ``status.yaml``. After an intended change, rewrite them with ``pytest tests/golden --update-golden``
+YAML) and ``status.yaml`` (and, with global rate limits, ``ratelimit-service.yaml``: the rate-limit service's config).
+After an intended change, rewrite them with ``pytest tests/golden --update-golden``
 and review the diff.
 """
 
@@ -16,6 +17,7 @@ import yaml
 from mesh_operator.loader import load_text
 from mesh_operator.render import resources
 from mesh_operator.translate import translate_mesh
+from mesh_operator.translate.ratelimit_global import service_config
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if (p / "input.yaml").is_file())
@@ -34,6 +36,9 @@ def render_case(case: str) -> dict[str, str]:
         "policies": {str(k): o.condition() for k, o in sorted(outcomes.items(), key=lambda kv: str(kv[0]))},
     }
     out["status.yaml"] = _yaml(status)
+    rls = service_config(state)
+    if rls["descriptors"]:
+        out["ratelimit-service.yaml"] = _yaml(rls)
     return out
 
 

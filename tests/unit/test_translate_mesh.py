@@ -29,6 +29,7 @@ def test_the_example_mesh_translates_with_every_policy_accepted() -> None:
         "TrafficPolicy/shop/backend",
         "RetryPolicy/shop/backend",
         "AccessPolicy/shop/backend",
+        "AuthenticationPolicy/shop/backend",
     }
     assert all(o.accepted and o.reason == "Accepted" for o in t.outcomes.values()), t.outcomes
     assert set(t.proxies) == {

@@ -7,12 +7,14 @@ value is in range. Split by area:
 * :mod:`.routes`   – HTTP matches and route actions (splits, mirror, fault, rewrites, retries, rate limits)
 * :mod:`.clusters` – upstream clusters: endpoints, load balancing, circuit breaking, outlier and health checks
 * :mod:`.security` – TLS/mTLS settings and access (RBAC) rules
+* :mod:`.authn`    – JWT providers and the request principals access rules match
 * :mod:`.proxy`    – listeners and :class:`ProxyConfig`, everything one sidecar receives
 * :mod:`.transparent` – the capture listeners of a sidecar whose pod's traffic is captured
 
 ``load`` builds the IR from plain data (YAML), so IR can be golden-test input on its own.
 """
 
+from xds_server.ir.authn import JwtAuthn, JwtProvider, RemoteJwks, RequestPrincipal
 from xds_server.ir.clusters import (
     CircuitBreakers,
     Cluster,
@@ -22,10 +24,12 @@ from xds_server.ir.clusters import (
     OutlierDetection,
     RetryBudget,
 )
-from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Provenance
+from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Provenance, TracingSettings
 from xds_server.ir.proxy import InboundListener, OutboundListener, ProxyConfig
 from xds_server.ir.routes import (
     Fault,
+    GlobalDescriptor,
+    GlobalRateLimit,
     HashPolicy,
     HeaderEdits,
     HeaderMatch,
@@ -49,6 +53,8 @@ __all__ = [
     "Cluster",
     "Endpoint",
     "Fault",
+    "GlobalDescriptor",
+    "GlobalRateLimit",
     "HashPolicy",
     "HeaderEdits",
     "HeaderMatch",
@@ -56,6 +62,8 @@ __all__ = [
     "HostRoutes",
     "InboundListener",
     "InboundTls",
+    "JwtAuthn",
+    "JwtProvider",
     "LoadBalancer",
     "MeshSettings",
     "Mirror",
@@ -71,11 +79,14 @@ __all__ = [
     "RateLimit",
     "RbacPolicy",
     "Redirect",
+    "RemoteJwks",
     "RequestMatch",
+    "RequestPrincipal",
     "Retry",
     "RetryBudget",
     "Route",
     "RouteMatch",
+    "TracingSettings",
     "TransparentConfig",
     "UpstreamTls",
     "WeightedCluster",

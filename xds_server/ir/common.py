@@ -53,11 +53,23 @@ class AccessLogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry over OTLP/gRPC to ``collector`` (host, port); ``tags``: ``(name, "literal"|"header", value)``."""
+
+    collector: tuple[str, int]
+    sampling_percent: float = 1.0
+    tags: tuple[tuple[str, Literal["literal", "header"], str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MeshSettings:
     trust_domain: str = "cluster.local"
     mtls_mode: Literal["strict", "permissive"] = "strict"
     access_log: AccessLogSettings = AccessLogSettings()
     metrics_enabled: bool = True
+    #: ``(host, port)`` of the rate-limit service (gRPC), when global rate limits are in use.
+    ratelimit_service: tuple[str, int] | None = None
+    tracing: TracingSettings | None = None
     #: Names of the SDS secrets every sidecar uses.
     cert_secret: str = "default"
     bundle_secret: str = "ROOTCA"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from xds_server.ir.authn import JwtAuthn
 from xds_server.ir.clusters import Cluster
 from xds_server.ir.common import MeshSettings, NodeInfo, Provenance
 from xds_server.ir.routes import Route
@@ -30,6 +31,10 @@ class InboundListener:
     tls: InboundTls = InboundTls()
     rbac: tuple[RbacPolicy, ...] = ()
     routes: tuple[Route, ...] = ()
+    #: End-user authentication (HTTP only).
+    jwt: JwtAuthn | None = None
+    #: The service's mesh host name (``name.namespace``), e.g. for span service names.
+    service: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class OutboundListener:
     provenance: tuple[Provenance, ...] = ()
     #: False in transparent mode: the listener only receives connections handed over by the capture listener.
     bind: bool = True
+    #: With tracing on: the OpenTelemetry service name of this proxy's outbound spans (the caller's).
+    trace_service: str = ""
 
 
 @dataclass(frozen=True, slots=True)

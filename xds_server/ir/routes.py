@@ -107,6 +107,30 @@ class RateLimit:
     tokens_per_fill: int
     fill_interval_ms: int
     status: int = 429
+    #: Count the requests over the limit (``rate_limited``) but serve them (``filter_enforced`` 0 %).
+    shadow: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalDescriptor:
+    """One limit of the rate-limit service: ``key`` names it uniquely in the mesh; ``entries`` are what it is
+    counted per: ``("header", name)``, ``("source_identity", "")`` or ``("remote_address", "")``."""
+
+    key: str
+    requests: int
+    unit: Literal["second", "minute", "hour", "day"]
+    entries: tuple[tuple[Literal["header", "source_identity", "remote_address"], str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalRateLimit:
+    """Limits counted by the mesh's rate-limit service, shared by every sidecar enforcing them."""
+
+    descriptors: tuple[GlobalDescriptor, ...]
+    failure_deny: bool = False
+    timeout_ms: int = 100
+    shadow: bool = False
+    status: int = 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,5 +151,8 @@ class Route:
     idle_timeout_ms: int | None = None
     retry: Retry | None = None
     rate_limit: RateLimit | None = None
+    global_rate_limit: GlobalRateLimit | None = None
+    #: Share of requests on this route that start a trace (overrides the mesh's).
+    trace_sampling: float | None = None
     hash_on: tuple[HashPolicy, ...] = ()
     provenance: Provenance | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from xds_server.ir.authn import RequestPrincipal
 from xds_server.ir.common import Provenance
 from xds_server.ir.routes import HeaderMatch, PathMatch
 
@@ -33,6 +34,8 @@ class Principal:
     spiffe_prefix: str | None = None
     #: Any identity (used by rules without a ``from``).
     any: bool = False
+    #: The end user of a JWT verified on this listener (not the calling workload).
+    request: RequestPrincipal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,12 @@ from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, CachedResour
 from xds_server.translate import _memo
 from xds_server.translate import cluster as _cluster
 from xds_server.translate import endpoint as _endpoint
+from xds_server.translate import jwt as _jwt
 from xds_server.translate import listener_inbound as _inbound
 from xds_server.translate import listener_outbound as _outbound
 from xds_server.translate import listener_transparent as _transparent
+from xds_server.translate import ratelimit_global as _rl_global
+from xds_server.translate import tracing as _tracing
 from xds_server.translate.bootstrap import ads_bootstrap, render_bootstrap, to_proto_json
 
 __all__ = [
@@ -137,6 +140,9 @@ def translate_proxy(cfg: ir.ProxyConfig) -> EnvoyResources:
             )
             clusters.append(cl)
             assignments.append(cla)
+        clusters += _jwt.clusters(cfg)
+        clusters += _rl_global.clusters(cfg)
+        clusters += _tracing.clusters(cfg)
         return EnvoyResources(tuple(listeners), tuple(routes), tuple(clusters), tuple(assignments))
 
 
@@ -193,6 +199,11 @@ def _cluster_bytes(c: ir.Cluster, mesh: ir.MeshSettings, region: str, zone: str)
     )
 
 
+def _extra_clusters(cfg: ir.ProxyConfig) -> tuple[Cluster, ...]:
+    """Clusters of services the sidecar itself calls: JWKS servers, the rate-limit service, the trace collector."""
+    return _jwt.clusters(cfg) + _rl_global.clusters(cfg) + _tracing.clusters(cfg)
+
+
 def snapshot_of_proxy(cfg: ir.ProxyConfig) -> Snapshot:
     """``snapshot_of(translate_proxy(cfg))`` without keeping message trees: the server's path.
 
@@ -218,4 +229,5 @@ def snapshot_of_proxy(cfg: ir.ProxyConfig) -> Snapshot:
                 items += _cluster_bytes(c, mesh, node.region, node.zone)
             else:
                 items += _cluster_bytes(c, mesh, "", "")
+        items += [serialize.cached_resource(CLUSTER, c.name, c) for c in _extra_clusters(cfg)]
         return Snapshot.from_resources(items)

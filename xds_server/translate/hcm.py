@@ -43,7 +43,9 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerForwardClientCertDetails,
     HttpConnectionManagerPathWithEscapedSlashesAction,
     HttpConnectionManagerSetCurrentClientCertDetails,
+    HttpConnectionManagerTracing,
     HttpFilter,
+    LocalReplyConfig,
     Rds,
 )
 
@@ -71,6 +73,8 @@ def connection_manager(
     route_config_name: str,
     http_filters: list[HttpFilter],
     access_log: tuple[AccessLog, ...],
+    local_reply_config: LocalReplyConfig | None = None,
+    tracing: HttpConnectionManagerTracing | None = None,
 ) -> HttpConnectionManager:
     inbound = direction == "inbound"
     return new(
@@ -111,6 +115,8 @@ def connection_manager(
             else HttpConnectionManagerPathWithEscapedSlashesAction.UNESCAPE_AND_REDIRECT
         ),
         strip_any_host_port=True,
+        local_reply_config=local_reply_config,
+        tracing=tracing,
     )
 
 

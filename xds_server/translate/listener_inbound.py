@@ -1,6 +1,9 @@
 """Inbound listeners: terminate mesh mTLS, enforce access policies and rate limits, forward to the app.
 
-HTTP filter order: ``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, ``router``.
+HTTP filter order: (with JWT providers: ``meshwork.jwt.strip_claim_headers``, ``jwt_authn``, see :mod:`.jwt`),
+``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, (global limits: ``ratelimit`` per stage, see
+:mod:`.ratelimit_global`), ``router``. Authentication comes before
+authorization so access rules can match the verified end user (``requestPrincipals``, claims).
 Authorization comes first so a request that will be refused never spends a token of the caller's (or anyone's)
 rate-limit bucket, and DENY precedes ALLOW so an explicit deny can never be overridden by an allow. The router
 is the terminal filter and therefore last.
@@ -23,7 +26,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import access_log, hcm, ratelimit, rbac, route, tls
+from xds_server.translate import access_log, hcm, jwt, ratelimit, ratelimit_global, rbac, route, tls, tracing
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, pack, stat_token, transport_socket
 from xds_server.translate._memo import memoize
 from xds_server.translate.listener_outbound import address
@@ -60,9 +63,11 @@ def _filters(lis: ir.InboundListener, mesh: ir.MeshSettings) -> list[Filter]:
             *rbac.network_filters(lis.rbac, prefix),
             new(Filter, name="envoy.filters.network.tcp_proxy", typed_config=pack(proxy)),
         ]
-    http_filters = list(rbac.http_filters(lis.rbac))
+    http_filters = list(jwt.http_filters(lis.jwt)) if lis.jwt is not None else []
+    http_filters += rbac.http_filters(lis.rbac)
     if any(r.rate_limit is not None for r in lis.routes):
         http_filters.append(ratelimit.http_filter())
+    http_filters += ratelimit_global.http_filters(lis.routes)
     http_filters.append(hcm.router())
     manager = hcm.connection_manager(
         direction="inbound",
@@ -70,8 +75,15 @@ def _filters(lis: ir.InboundListener, mesh: ir.MeshSettings) -> list[Filter]:
         route_config_name=lis.name,
         http_filters=http_filters,
         access_log=access_log.access_logs(mesh.access_log, "http"),
+        local_reply_config=jwt.local_reply_config() if lis.jwt is not None else None,
+        tracing=tracing.hcm_tracing(mesh.tracing, _service_of(lis)) if mesh.tracing is not None else None,
     )
     return [hcm.network_filter(manager)]
+
+
+def _service_of(lis: ir.InboundListener) -> str:
+    """The inbound side's OpenTelemetry service name: the destination service (``name.namespace``)."""
+    return lis.service or lis.name
 
 
 def listener(lis: ir.InboundListener, mesh: ir.MeshSettings) -> Listener:
@@ -108,7 +120,12 @@ def listener(lis: ir.InboundListener, mesh: ir.MeshSettings) -> Listener:
         filter_chains=chains,
         per_connection_buffer_limit_bytes=BUFFER_LIMIT_BYTES,
         metadata=metadata(
-            [*(p.provenance for p in lis.rbac), *(r.provenance for r in lis.routes)], mtls_mode=lis.tls.mode
+            [
+                *(p.provenance for p in lis.rbac),
+                *(r.provenance for r in lis.routes),
+                *(p.provenance for p in (lis.jwt.providers if lis.jwt else ())),
+            ],
+            mtls_mode=lis.tls.mode,
         ),
     )
 

@@ -1,7 +1,9 @@
 """Local rate limiting (``envoy.filters.http.local_ratelimit``) on the inbound chain, one token bucket per route.
 
 The listener-level filter has no bucket and is disabled; each limited route carries a full config with its own
-bucket, enabled and enforced for 100 % of requests, answering with the policy's status.
+bucket, enabled and enforced for 100 % of requests, answering with the policy's status. A shadowed limit
+(``shadow``) is enabled but enforced for 0 %: Envoy still counts ``rate_limited`` for requests over the limit
+and serves them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def http_filter() -> HttpFilter:
 def config(rl: ir.RateLimit, stat_prefix: str) -> LocalRateLimit:
     return new(
         LocalRateLimit,
-        stat_prefix=f"{STAT_PREFIX}_{stat_prefix}",
+        stat_prefix=f"{STAT_PREFIX}_{'shadow_' if rl.shadow else ''}{stat_prefix}",
         status=new(HttpStatus, code=StatusCode(rl.status)),
         token_bucket=new(
             TokenBucket,
@@ -38,7 +40,7 @@ def config(rl: ir.RateLimit, stat_prefix: str) -> LocalRateLimit:
             fill_interval=ms(rl.fill_interval_ms),
         ),
         filter_enabled=runtime_fraction(100.0, "meshwork.local_rate_limit.enabled"),
-        filter_enforced=runtime_fraction(100.0, "meshwork.local_rate_limit.enforced"),
+        filter_enforced=runtime_fraction(0.0 if rl.shadow else 100.0, "meshwork.local_rate_limit.enforced"),
     )
 
 

@@ -42,7 +42,7 @@ from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import matchers
+from xds_server.translate import jwt, matchers
 from xds_server.translate._common import pack
 from xds_server.translate._memo import memoize
 
@@ -56,6 +56,8 @@ def policy_key(p: ir.RbacPolicy, rule: ir.AccessRule) -> str:
 
 
 def principal(p: ir.Principal) -> Principal:
+    if p.request is not None:
+        return jwt.principal(p.request)
     if p.spiffe_exact is not None:
         return new(
             Principal,
@@ -89,7 +91,8 @@ def policy(rule: ir.AccessRule, *, tcp: bool = False, action: str = "allow") -> 
     """One RBAC policy for one rule. On TCP listeners HTTP attributes cannot be seen: a DENY rule that needs them
     denies the principal outright (fail closed), an ALLOW rule that needs them never matches (``None``)."""
     principals = [principal(p) for p in rule.principals] or [new(Principal, any=True)]
-    if tcp and rule.requests:
+    # A TCP listener sees no JWT either: a rule on request principals is treated like one on HTTP attributes.
+    if tcp and (rule.requests or any(p.request is not None for p in rule.principals)):
         if action == "allow":
             return None
         return new(Policy, principals=principals, permissions=[new(Permission, any=True)])

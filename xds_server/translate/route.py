@@ -29,7 +29,7 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import fault, ratelimit
+from xds_server.translate import fault, ratelimit, ratelimit_global
 from xds_server.translate._common import ms, regex, runtime_fraction
 from xds_server.translate.matchers import route_match
 from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
@@ -164,6 +164,7 @@ def inbound_route(r: ir.Route, local_cluster: str) -> Route:
             cluster=local_cluster,
             timeout=ms(r.timeout_ms) if r.timeout_ms is not None else None,
             idle_timeout=ms(r.idle_timeout_ms) if r.idle_timeout_ms is not None else None,
+            rate_limits=ratelimit_global.route_rate_limits(r.global_rate_limit) if r.global_rate_limit else [],
         ),
         metadata=metadata([r.provenance]),
         typed_per_filter_config=per_filter,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "meshwork.io"
@@ -42,6 +42,21 @@ Duration = Annotated[
     AfterValidator(_check_duration),
     Field(json_schema_extra={"pattern": DURATION_PATTERN}, description="A duration such as 250ms, 1.5s or 1m30s."),
 ]
+
+
+#: ``Enforce`` (the default): in force. ``Shadow``: evaluated and counted, never acted on (only where Envoy can
+#: measure without acting, see docs/policy-modes.md). ``Off``: stored and validated, but out of the config.
+def _mode_not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError('write "Off" in quotes: YAML reads a bare Off (or On/No/Yes) as a boolean')
+    return value
+
+
+PolicyMode = Annotated[Literal["Enforce", "Shadow", "Off"], BeforeValidator(_mode_not_bool)]
+MODE_DESCRIPTION = (
+    "Enforce: in force. Shadow: evaluated and counted, never acted on (where the kind supports it). "
+    "Off: validated and kept, but not in any proxy's config."
+)
 Percent = Annotated[float, Field(ge=0, le=100, description="A percentage, 0–100.")]
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 

@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus, cel
+from mesh_operator.api.ratelimit_global import RateLimitService
 from mesh_operator.api.retry_policy import RetryBudget
+from mesh_operator.api.tracing import Tracing
 
 
 class Mtls(Model):
@@ -47,6 +49,10 @@ class MeshSpec(Model):
         default="AllowAny",
         description="Captured connections to destinations outside the mesh: AllowAny passes them through to the "
         "address the app dialed; RegistryOnly refuses them.",
+    )
+    tracing: Tracing | None = Field(default=None, description="OpenTelemetry tracing; off when unset.")
+    rate_limit_service: RateLimitService | None = Field(
+        default=None, description="The rate-limit service global rate limits need (gRPC)."
     )
 
 

@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import Duration, Model, ObjectMeta, Percent, PolicyStatus, TargetRef, cel
+from mesh_operator.api.common import (
+    MODE_DESCRIPTION,
+    Duration,
+    Model,
+    ObjectMeta,
+    Percent,
+    PolicyMode,
+    PolicyStatus,
+    TargetRef,
+    cel,
+)
 
 RetryOn = Literal[
     "5xx",
@@ -55,9 +65,11 @@ class RetryPolicySpec(Model):
             "(has(self.retriableStatusCodes) && size(self.retriableStatusCodes) > 0)",
             "retriableStatusCodes: list the codes to retry when retryOn has retriable-status-codes",
         ),
+        ("!has(self.mode) || self.mode != 'Shadow'", "mode: a retry cannot be shadowed; use Enforce or Off"),
     )
 
     target_ref: TargetRef
+    mode: PolicyMode = Field(default="Enforce", description=MODE_DESCRIPTION + " RetryPolicy has no Shadow.")
     attempts: int = Field(default=2, ge=0, le=10, description="Retries after the first try.")
     retry_on: list[RetryOn] = Field(default_factory=_default_retry_on)
     retriable_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list, max_length=16)

@@ -12,16 +12,20 @@ from typing import Literal
 from pydantic import Field
 
 from mesh_operator.api.common import (
+    MODE_DESCRIPTION,
     VALUE_UNLESS_PRESENT,
     DnsLabel,
     Duration,
     Model,
     ObjectMeta,
     Percent,
+    PolicyMode,
     PolicyStatus,
     ServiceRef,
     cel,
 )
+from mesh_operator.api.ratelimit_global import GlobalRateLimit
+from mesh_operator.api.tracing import TracingOverride
 
 StringMatchType = Literal["Exact", "Prefix", "RegularExpression"]
 
@@ -127,16 +131,22 @@ class Timeouts(Model):
 
 
 class RateLimit(Model):
-    """A local token bucket enforced by each destination instance."""
+    """A local token bucket enforced by each destination instance (``maxTokens`` ...), a global limit shared by
+    all of them (``global``), or both (a request must pass each)."""
 
     model_config = cel(
-        ("duration(self.fillInterval) >= duration('50ms')", "fillInterval must be at least 50ms (Envoy's minimum)")
+        ("duration(self.fillInterval) >= duration('50ms')", "fillInterval must be at least 50ms (Envoy's minimum)"),
+        ("has(self.maxTokens) || has(self.global)", "set maxTokens (a local limit), global, or both"),
     )
 
-    max_tokens: int = Field(ge=1, le=1_000_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     tokens_per_fill: int = Field(default=1, ge=1, le=1_000_000)
     fill_interval: Duration = "1s"
     response_status: int = Field(default=429, ge=400, le=599)
+    mode: Literal["Enforce", "Shadow"] = Field(
+        default="Enforce", description="Shadow: count the requests over the limit but serve them."
+    )
+    global_: GlobalRateLimit | None = Field(default=None, alias="global")
 
 
 class Rule(Model):
@@ -262,9 +272,17 @@ class TrafficPolicySpec(Model):
             "(has(self.subsets) && self.subsets.exists(s, s.name == b.subset))))",
             "rules: every backend subset must be declared in spec.subsets",
         ),
+        (
+            "!has(self.mode) || self.mode != 'Shadow'",
+            "mode: routing cannot be shadowed; use Enforce or Off, or rules[].rateLimit.mode: Shadow",
+        ),
     )
 
     target_ref: ServiceRef
+    mode: PolicyMode = Field(
+        default="Enforce",
+        description=MODE_DESCRIPTION + " Routing cannot be shadowed: shadow a rate limit with rules[].rateLimit.mode.",
+    )
     subsets: list[Subset] = Field(default_factory=list, max_length=32)
     rules: list[Rule] = Field(default_factory=list, max_length=128)
     timeouts: ServiceTimeouts | None = None
@@ -272,6 +290,7 @@ class TrafficPolicySpec(Model):
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
+    tracing: TracingOverride | None = Field(default=None, description="Sampling of requests to this service.")
 
 
 class TrafficPolicy(Model):

@@ -25,6 +25,7 @@ def element_policies(element: Element) -> set[str]:
             found += [r.provenance, r.retry.provenance if r.retry else None]
         if isinstance(element, InboundListener):
             found += [p.provenance for p in element.rbac]
+            found += [p.provenance for p in element.jwt.providers] if element.jwt is not None else []
         else:
             found += element.provenance
     return {p.policy for p in found if p is not None}

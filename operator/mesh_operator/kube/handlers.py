@@ -29,6 +29,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "TrafficPolicy": (API_GROUP, API_VERSION, "trafficpolicies"),
     "RetryPolicy": (API_GROUP, API_VERSION, "retrypolicies"),
     "AccessPolicy": (API_GROUP, API_VERSION, "accesspolicies"),
+    "AuthenticationPolicy": (API_GROUP, API_VERSION, "authenticationpolicies"),
 }
 
 

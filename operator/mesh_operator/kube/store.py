@@ -21,7 +21,7 @@ from mesh_operator.validation.violations import Violation
 
 #: kind -> field of ClusterObjects, for core kinds
 CORE_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Pod": "pods", "Node": "nodes"}
-POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy")
+POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy", "AuthenticationPolicy")
 #: every kind the operator watches (the ready gate waits for the initial LIST of each)
 WATCHED_KINDS = (*CORE_KINDS, "Namespace", "Mesh", *POLICY_KINDS)
 
@@ -45,7 +45,12 @@ class Snapshot:
     policies: dict[PolicyKey, PolicyRecord] = field(default_factory=dict)
 
 
-_PLURALS = {"TrafficPolicy": "trafficpolicies", "RetryPolicy": "retrypolicies", "AccessPolicy": "accesspolicies"}
+_PLURALS = {
+    "TrafficPolicy": "trafficpolicies",
+    "RetryPolicy": "retrypolicies",
+    "AccessPolicy": "accesspolicies",
+    "AuthenticationPolicy": "authenticationpolicies",
+}
 
 
 def _clean(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from mesh_operator.errors import LocalModeError
 from mesh_operator.loader import Loaded, load_paths
 from mesh_operator.local import sidecar
 from mesh_operator.local.processes import ManagedProcess
+from mesh_operator.local.ratelimit import write_service_config
 from mesh_operator.local.sidecar import SidecarFiles
 from mesh_operator.translate import MeshState
 from mesh_operator.translate.state import WorkloadInfo
@@ -137,6 +138,7 @@ class LocalMesh:
         self.state = state
         self.plane.set_source_problems([str(p) for p in loaded.errors])
         self.plane.apply(state)
+        write_service_config(self.state_dir, state)
 
     def reload(self) -> bool:
         """Re-read DIR and apply every valid object. Returns False when nothing could be applied."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -129,7 +130,8 @@ class LocalMeshBuilder:
         upstreams: list[str] | None = None,
     ) -> None:
         """A service and its instances. Each instance dict may set name, labels, serviceAccount, locality and
-        ``args`` (extra echo.py arguments such as ``["--fail-every", "2"]``)."""
+        ``args`` (extra echo.py arguments such as ``["--fail-every", "2"]``; ``{upstream:NAME}`` stands for the
+        instance's local URL of upstream NAME, e.g. ``["--upstream", "{upstream:backend}"]``)."""
         out = []
         for inst in instances or [{"name": f"{name}-1"}]:
             inst = dict(inst)
@@ -143,7 +145,8 @@ class LocalMeshBuilder:
             )
             wl.upstream_ports = {u: free_port() for u in upstreams or []}
             self.workloads[wl.name] = wl
-            args = [str(a) for a in inst.pop("args", [])]
+            # "{upstream:NAME}" in args is this instance's local URL for upstream NAME (through its own sidecar).
+            args = [_expand_upstreams(str(a), wl.upstream_ports) for a in inst.pop("args", [])]
             out.append(
                 {
                     **inst,
@@ -429,6 +432,10 @@ class RunningMesh:
     def app_address(self, workload: str) -> str:
         wl = self.builder.workloads[workload]
         return f"http://127.0.0.1:{wl.app_port}"
+
+
+def _expand_upstreams(arg: str, ports: dict[str, int]) -> str:
+    return re.sub(r"\{upstream:([a-z0-9-]+)\}", lambda g: f"http://127.0.0.1:{ports[g[1]]}", arg)
 
 
 def _wait_port(port: int, timeout: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mesh_operator.api import AccessPolicy
 from mesh_operator.api.access_policy import AccessRule, Operation, Source
+from mesh_operator.translate.authentication import request_principal
 from xds_server import ir
 from xds_server.ir.routes import MatchKind
 
@@ -40,6 +41,8 @@ def _rule(rule: AccessRule, index: int, trust_domain: str) -> ir.AccessRule:
 
 
 def _principal(s: Source, trust_domain: str) -> ir.Principal:
+    if s.request_principals is not None or s.claims is not None:
+        return ir.Principal(request=request_principal(s))
     if s.service_account is not None:
         return ir.Principal(spiffe_exact=spiffe_id(trust_domain, s.service_account.namespace, s.service_account.name))
     if s.namespace is not None:

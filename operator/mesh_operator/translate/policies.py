@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from mesh_operator.api import AccessPolicy, RetryPolicy, TrafficPolicy
+from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.state import MeshState, Policy
 from mesh_operator.translate.status import CONFLICTED, INVALID, TARGET_NOT_FOUND, PolicyKey, PolicyOutcome
@@ -71,6 +71,7 @@ class Resolved:
     #: (service, rule name) -> RetryPolicy for that rule
     rule_retry: dict[tuple[str, str], RetryPolicy] = field(default_factory=dict)
     access: dict[str, list[AccessPolicy]] = field(default_factory=lambda: defaultdict(list))
+    authn: dict[str, list[AuthenticationPolicy]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[PolicyKey, PolicyOutcome] = field(default_factory=dict)
     #: the version of each policy that translation uses (the current one, or the last accepted one)
     used: dict[PolicyKey, Policy] = field(default_factory=dict)
@@ -131,6 +132,10 @@ def resolve(
             outcome.previous_in_force = None
             outcome.reject(INVALID, problem)
             continue
+        if p.spec.mode == "Off":
+            r.outcomes[key_of(p)].switch_off()
+            r.used[key_of(p)] = p
+            continue
         valid.append(p)
         r.used[key_of(p)] = p
 
@@ -149,6 +154,8 @@ def resolve(
             _place_retry(r, p, traffic_by_name)
         elif isinstance(p, AccessPolicy):
             r.access[f"{p.metadata.namespace}/{p.spec.target_ref.name}"].append(p)
+        elif isinstance(p, AuthenticationPolicy):
+            r.authn[f"{p.metadata.namespace}/{p.spec.target_ref.name}"].append(p)
     return r
 
 

@@ -8,10 +8,13 @@ from mesh_operator.api.common import duration_ms
 from mesh_operator.api.retry_policy import RetryPolicy
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
+from mesh_operator.translate.authentication import jwt_authn
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved, key_of
+from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
 from mesh_operator.translate.status import TRANSLATION_FAILED
+from mesh_operator.translate.tracing import trace_sampling, trace_service_name, traced_outbound, tracing_settings
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
 from mesh_operator.translate.transparent import transparent_config
 from mesh_operator.validation.violations import Violation
@@ -29,6 +32,10 @@ def mesh_settings(state: MeshState) -> ir.MeshSettings:
             path=spec.access_log.path,
         ),
         metrics_enabled=spec.metrics.enabled,
+        ratelimit_service=(spec.rate_limit_service.address, spec.rate_limit_service.port)
+        if spec.rate_limit_service is not None
+        else None,
+        tracing=tracing_settings(state.mesh),
     )
 
 
@@ -51,6 +58,8 @@ class ProxyBuilder:
         self._rule_retries: dict[str, dict[str, RetryPolicy]] = {}
         for (service, rule), policy in resolved.rule_retry.items():
             self._rule_retries.setdefault(service, {})[rule] = policy
+        if self.mesh.ratelimit_service is None:
+            warn_without_service(resolved)
 
     def routing(self, service_key: str) -> ServiceRouting:
         """A service's outbound routing, computed once per translation and reused across translations while
@@ -132,6 +141,8 @@ class ProxyBuilder:
                     tls=ir.InboundTls(self.mesh.mtls_mode),
                     rbac=rbac_policies(self.resolved.access.get(ib.service, []), self.mesh.trust_domain),
                     routes=self._inbound_routes(ib.service, svc, local.name),
+                    jwt=jwt_authn(self.resolved.authn.get(ib.service, [])) if svc.protocol != "tcp" else None,
+                    service=svc.host,
                 )
             )
         if w.transparent:
@@ -154,7 +165,19 @@ class ProxyBuilder:
                 clusters[c.name] = c
             # The same routing object and port give the very same listener object: stage 2 then finds its bytes
             # by identity instead of hashing the whole route table.
-            outbound.append(_OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port)))
+            if self.mesh.tracing is None:
+                outbound.append(
+                    _OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port))
+                )
+            else:
+                name = trace_service_name(w, self.state)
+                sampling = trace_sampling(self.resolved.traffic.get(up.service))
+                outbound.append(
+                    _OUTBOUND.get(
+                        (routing, up.local_port, name, sampling),
+                        partial(traced_outbound, _outbound(target, routing, up.local_port), name, sampling),
+                    )
+                )
         return ir.ProxyConfig(
             node=node,
             mesh=self.mesh,
@@ -166,7 +189,7 @@ class ProxyBuilder:
     def _inbound_routes(self, service: str, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
         tp = self.resolved.traffic.get(service)
         try:
-            return _rate_limited_routes(tp, svc, local_cluster)
+            return _rate_limited_routes(tp, svc, local_cluster, self.mesh.ratelimit_service is not None)
         except Exception as e:
             assert tp is not None  # nothing to translate without a policy
             why = Violation("", f"translation failed: {type(e).__name__}: {e}; please report it")
@@ -188,7 +211,9 @@ def _outbound(svc: ServiceInfo, routing: ServiceRouting, port: int) -> ir.Outbou
     )
 
 
-def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
+def _rate_limited_routes(
+    tp: TrafficPolicy | None, svc: ServiceInfo, local_cluster: str, with_global: bool = False
+) -> tuple[ir.Route, ...]:
     """Inbound routes for rules with a rate limit: the limit protects each destination instance."""
     if tp is None:
         return ()
@@ -197,7 +222,18 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
         if rule.rate_limit is None:
             continue
         rl = rule.rate_limit
-        limit = ir.RateLimit(rl.max_tokens, rl.tokens_per_fill, duration_ms(rl.fill_interval), rl.response_status)
+        limit = None
+        if rl.max_tokens is not None:
+            limit = ir.RateLimit(
+                rl.max_tokens,
+                rl.tokens_per_fill,
+                duration_ms(rl.fill_interval),
+                rl.response_status,
+                rl.mode == "Shadow",
+            )
+        glob = None
+        if rl.global_ is not None and with_global:
+            glob = global_rate_limit(tp, rule.name or f"rule-{i}", rl.global_)
         for name, match in rule_matches(svc, rule, rule.name or f"rule-{i}"):
             out.append(
                 ir.Route(
@@ -205,6 +241,7 @@ def _rate_limited_routes(tp: TrafficPolicy | None, svc: ServiceInfo, local_clust
                     match=match,
                     clusters=(ir.WeightedCluster(local_cluster, 100),),
                     rate_limit=limit,
+                    global_rate_limit=glob,
                     provenance=provenance(tp),
                 )
             )

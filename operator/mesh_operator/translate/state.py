@@ -10,13 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mesh_operator.api import AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
+from mesh_operator.api import AccessPolicy, AuthenticationPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import ObjectMeta
 from mesh_operator.api.inventory import Client, Instance, Upstream
 from mesh_operator.validation.violations import Violation
 
 Protocol = Literal["http", "http2", "tcp"]
-Policy = TrafficPolicy | RetryPolicy | AccessPolicy
+Policy = TrafficPolicy | RetryPolicy | AccessPolicy | AuthenticationPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,7 @@ def state_from_objects(objects: Iterable[object]) -> MeshState:
             mesh = obj
         elif isinstance(obj, Inventory):
             _add_inventory(obj, services, workloads)
-        elif isinstance(obj, TrafficPolicy | RetryPolicy | AccessPolicy):
+        elif isinstance(obj, TrafficPolicy | RetryPolicy | AccessPolicy | AuthenticationPolicy):
             policies.append(obj)
     return MeshState(mesh or default_mesh(), services, workloads, tuple(policies))
 

@@ -17,6 +17,9 @@ CONFLICTED = "Conflicted"
 REJECTED_BY_ENVOY = "RejectedByEnvoy"
 #: Translating the policy raised: a bug of ours, contained to this policy.
 TRANSLATION_FAILED = "TranslationFailed"
+#: Accepted (valid, target found) but ``mode: Off``: in no proxy's config.
+OFF = "Off"
+OFF_MESSAGE = "mode is Off: the policy is validated and kept, but no proxy's config carries it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +48,20 @@ class PolicyOutcome:
             self.accepted, self.reason = False, reason
         self.violations.extend(violations)
 
+    def switch_off(self) -> None:
+        if self.accepted:
+            self.reason = OFF
+
     def warn(self, *violations: Violation) -> None:
         self.violations.extend(violations)
-        if self.accepted:
+        if self.accepted and self.reason != OFF:
             self.reason = "AcceptedWithWarnings"
 
     @property
     def message(self) -> str:
         text = "; ".join(str(v) for v in self.violations)
+        if self.reason == OFF:
+            return f"{OFF_MESSAGE}; {text}" if text else OFF_MESSAGE
         if not self.accepted:
             kept = (
                 f"the last accepted version (generation {self.previous_in_force}) stays in force"

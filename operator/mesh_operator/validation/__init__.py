@@ -15,22 +15,26 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from mesh_operator.api import KINDS, AccessPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
+from mesh_operator.api import KINDS, AccessPolicy, AuthenticationPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import GROUP_VERSION
 from mesh_operator.validation.access_policy import validate_access_policy
+from mesh_operator.validation.authentication_policy import validate_authentication_policy
 from mesh_operator.validation.envoy import check_envoy_rules
 from mesh_operator.validation.inventory import validate_inventory
 from mesh_operator.validation.mesh import validate_mesh
+from mesh_operator.validation.modes import validate_mode
+from mesh_operator.validation.ratelimit_global import validate_rate_limits
 from mesh_operator.validation.retry_policy import validate_retry_policy
 from mesh_operator.validation.traffic_policy import validate_traffic_policy
 from mesh_operator.validation.violations import Collector, Violation, errors, format_path, warnings
 
-ApiObject = TrafficPolicy | RetryPolicy | AccessPolicy | Mesh | Inventory
+ApiObject = TrafficPolicy | RetryPolicy | AccessPolicy | AuthenticationPolicy | Mesh | Inventory
 
 _SEMANTIC: dict[type[Any], Callable[[Any, Collector], None]] = {
     TrafficPolicy: validate_traffic_policy,
     RetryPolicy: validate_retry_policy,
     AccessPolicy: validate_access_policy,
+    AuthenticationPolicy: validate_authentication_policy,
     Mesh: validate_mesh,
     Inventory: validate_inventory,
 }
@@ -117,6 +121,8 @@ def validate_object(obj: ApiObject) -> list[Violation]:
     c = Collector()
     _SEMANTIC[type(obj)](obj, c)
     check_envoy_rules(obj.kind, obj, c)
+    validate_mode(obj, c)
+    validate_rate_limits(obj, c)
     return c.violations
 
 

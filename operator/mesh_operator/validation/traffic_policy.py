@@ -130,7 +130,7 @@ def _validate_rule(rule: Rule, subsets: set[str], c: Collector) -> None:
         if duration_ms(rl.fill_interval) < MIN_FILL_INTERVAL_MS:
             # Envoy's local rate limiter refuses anything shorter (it would NACK the route).
             c.at("rateLimit").error("fillInterval", f"must be at least {MIN_FILL_INTERVAL_MS}ms")
-        if rl.tokens_per_fill > rl.max_tokens:
+        if rl.max_tokens is not None and rl.tokens_per_fill > rl.max_tokens:
             c.at("rateLimit").warning("tokensPerFill", "is more than maxTokens; the bucket never holds more")
 
 

@@ -1,0 +1,107 @@
+"""Global rate limits on real sidecars against the real envoyproxy/ratelimit service and Redis: one budget shared by
+every sidecar of the service, counted per header value, the configured failure mode when the service is down, and
+a local limit combined with a global one on the same route."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh
+from mesh_operator.testing.ratelimit import RateLimitStack, ratelimit_binary
+from tests.envoy.mesh._tiers import require
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _rate_limit_service() -> None:
+    require(
+        "envoyproxy/ratelimit + redis-server (scripts/ratelimit/build.sh)", ratelimit_binary, programs=("redis-server",)
+    )
+
+
+def _policy(global_: str, *, local: str = "") -> str:
+    return f"""
+apiVersion: meshwork.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: backend}}
+spec:
+  targetRef: {{name: backend}}
+  loadBalancer: {{type: RoundRobin}}
+  rules:
+    - name: limited
+      matches: [{{path: {{type: PathPrefix, value: /limited}}}}]
+      rateLimit: {{{local}global: {global_}}}
+"""
+
+
+SHARED = "{descriptors: [{name: everyone, limit: {requests: 6, unit: hour}}]}"
+PER_USER = "{descriptors: [{name: per-user, entries: [{header: x-user}], limit: {requests: 3, unit: hour}}]}"
+
+
+def _mesh(mesh: LocalMeshBuilder, policy: str, rls: RateLimitStack, instances: int = 1) -> None:
+    mesh.service("backend", instances=[{"name": f"backend-{i}"} for i in range(1, instances + 1)])
+    mesh.client("caller", upstreams=["backend"])
+    mesh.mesh(rateLimitService={"address": "127.0.0.1", "port": rls.grpc_port})
+    mesh.policy(policy)
+
+
+def _statuses(m: RunningMesh, n: int, headers: dict[str, str] | None = None) -> list[int]:
+    return [m.get("caller", "backend", f"/limited/{i}", headers=headers).status for i in range(n)]
+
+
+def test_three_sidecars_of_a_service_share_one_global_limit(mesh: LocalMeshBuilder) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    _mesh(mesh, _policy(SHARED), rls, instances=3)
+    with mesh.run() as m, rls:
+        responses = [m.get("caller", "backend", f"/limited/{i}") for i in range(18)]
+        served = Counter(r.served_by for r in responses if r.status == 200)
+        # 18 requests spread over three instances, each enforcing the limit in its own sidecar: the total
+        # admitted is the one shared budget (6), not three times it, and more than one sidecar admitted some.
+        assert sum(served.values()) == 6, [r.status for r in responses]
+        assert len(served) >= 2, served
+        assert sum(r.status == 429 for r in responses) == 12
+        assert m.get("caller", "backend", "/other").status == 200, "other routes are not limited"
+
+
+def test_a_header_descriptor_limits_each_value_separately(mesh: LocalMeshBuilder) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    _mesh(mesh, _policy(PER_USER), rls)
+    with mesh.run() as m, rls:
+        assert _statuses(m, 5, {"x-user": "alice"}) == [200] * 3 + [429] * 2
+        assert _statuses(m, 4, {"x-user": "bob"}) == [200] * 3 + [429]
+        assert _statuses(m, 3) == [200] * 3, "requests without the header are not counted"
+
+
+@pytest.mark.parametrize(("failure_mode", "expected"), [("Allow", 200), ("Deny", 500)])
+def test_with_the_service_stopped_the_configured_failure_mode_holds(
+    mesh: LocalMeshBuilder, failure_mode: str, expected: int
+) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    limit = "{descriptors: [{name: everyone, limit: {requests: 1, unit: hour}}], failureMode: " + failure_mode + "}"
+    _mesh(mesh, _policy(limit), rls)
+    with mesh.run() as m, rls:
+        assert _statuses(m, 2) == [200, 429], "the service is up: the limit holds"
+        rls.stop_service()
+        assert _statuses(m, 3) == [expected] * 3
+
+
+def test_a_local_and_a_global_limit_combine_on_one_route(mesh: LocalMeshBuilder) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    # Local: 3 tokens (answered 503); global: 2 requests (answered 429). The local filter runs first, so every
+    # request spends a local token; only those it lets through reach the shared budget.
+    local = "maxTokens: 3, tokensPerFill: 3, fillInterval: 1h, responseStatus: 503, "
+    limit = "{descriptors: [{name: everyone, limit: {requests: 2, unit: hour}}]}"
+    _mesh(mesh, _policy(limit, local=local), rls)
+    with mesh.run() as m, rls:
+        assert _statuses(m, 5) == [200, 200, 429, 503, 503]
+        assert m.stat_sum("backend-1", r"meshwork_global_rate_limit.*over_limit$") == 1
+
+
+def test_a_shadowed_global_limit_serves_every_request_and_counts_those_over_it(mesh: LocalMeshBuilder) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    limit = "{descriptors: [{name: everyone, limit: {requests: 2, unit: hour}}], mode: Shadow}"
+    _mesh(mesh, _policy(limit), rls)
+    with mesh.run() as m, rls:
+        assert _statuses(m, 5) == [200] * 5
+        assert m.stat_sum("backend-1", r"meshwork_global_rate_limit_shadow.*over_limit$") == 3

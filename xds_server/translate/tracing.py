@@ -1,0 +1,130 @@
+"""Tracing with Envoy's OpenTelemetry tracer (``envoy.tracers.opentelemetry``), exporting OTLP over gRPC.
+
+Every HTTP connection manager (inbound and outbound) traces: Envoy propagates W3C ``traceparent`` and makes one
+span per hop — the caller's outbound span is the parent of the destination's inbound span, and an app that copies
+``traceparent`` into its own calls makes its outbound spans children of its inbound span, so a whole call chain is
+one trace. Sampling is OpenTelemetry's ``ParentBased(TraceIdRatioBased(percent))`` sampler in every HCM (Envoy's
+own ``random_sampling`` is 100 % so it never vetoes the sampler): a request that carries a ``traceparent`` follows
+its sampled flag, so every hop agrees with the first, and an incoming sampled ``traceparent`` is continued; a new
+trace is sampled by its trace id at the mesh's percentage, or, on a caller's outbound listener to a service whose
+TrafficPolicy sets ``tracing.samplingPercent``, at that percentage (the caller's outbound side starts traces).
+
+Spans carry Envoy's standard attributes (``node_id``, ``upstream_cluster``, ``http.url`` ...) and the mesh's
+custom tags; ``service.name`` is the destination service on the inbound side and the calling service (or client
+workload) on the outbound side.
+Spans go to the collector through the generated cluster ``meshwork_otel`` (HTTP/2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import Final
+
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+from envoy_data_plane.envoy.config.core.v3 import (
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
+    Http2ProtocolOptions,
+    TypedExtensionConfig,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
+from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManagerTracing,
+)
+from envoy_data_plane.envoy.extensions.tracers.opentelemetry.samplers.v3 import (
+    ParentBasedSamplerConfig,
+    TraceIdRatioBasedSamplerConfig,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptions,
+    HttpProtocolOptionsExplicitHttpConfig,
+)
+from envoy_data_plane.envoy.type.tracing.v3 import CustomTag, CustomTagHeader, CustomTagLiteral
+from envoy_data_plane.envoy.type.v3 import Percent
+
+from xds_server import ir
+from xds_server.serialize import new
+from xds_server.translate import endpoint as _endpoint
+from xds_server.translate._common import fraction, pack, typed
+from xds_server.translate._memo import memoize
+
+TRACER: Final = "envoy.tracers.opentelemetry"
+CLUSTER: Final = "meshwork_otel"
+PARENT_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.parent_based"
+RATIO_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based"
+
+
+def sampler(percent: float) -> TypedExtensionConfig:
+    """OpenTelemetry's ParentBased(TraceIdRatioBased(percent)): a request carrying a ``traceparent`` follows its
+    sampled flag (so every hop agrees with the first); a new trace is sampled by its trace id."""
+    ratio = new(TraceIdRatioBasedSamplerConfig, sampling_percentage=fraction(percent))
+    parent = new(ParentBasedSamplerConfig, wrapped_sampler=typed(RATIO_SAMPLER, ratio))
+    return typed(PARENT_SAMPLER, parent)
+
+
+@memoize(16_384)
+def hcm_tracing(t: ir.TracingSettings, service_name: str, percent: float | None = None) -> HttpConnectionManagerTracing:
+    """``percent``: the share of new traces started here (default: the mesh's)."""
+    otel = new(
+        OpenTelemetryConfig,
+        grpc_service=new(GrpcService, envoy_grpc=new(GrpcServiceEnvoyGrpc, cluster_name=CLUSTER)),
+        service_name=service_name,
+        sampler=sampler(t.sampling_percent if percent is None else percent),
+    )
+    tags = [
+        new(CustomTag, tag=name, literal=new(CustomTagLiteral, value=value))
+        if kind == "literal"
+        else new(CustomTag, tag=name, request_header=new(CustomTagHeader, name=value))
+        for name, kind, value in t.tags
+    ]
+    return new(
+        HttpConnectionManagerTracing,
+        # The sampler decides; Envoy's own random decision must not veto it.
+        random_sampling=new(Percent, value=100.0),
+        custom_tags=tags,
+        provider=new(TracingHttp, name=TRACER, typed_config=pack(otel)),
+    )
+
+
+def outbound_percent(lis: ir.OutboundListener) -> float | None:
+    """A TrafficPolicy's sampling of its service, carried on the caller's routes to it (see stage 1)."""
+    return next((r.trace_sampling for r in lis.routes if r.trace_sampling is not None), None)
+
+
+@memoize(64)
+def _cluster(address: tuple[str, int]) -> Cluster:
+    host, port = address
+    try:
+        ipaddress.ip_address(host)
+        kind = ClusterDiscoveryType.STATIC
+    except ValueError:
+        kind = ClusterDiscoveryType.STRICT_DNS
+    h2 = new(
+        HttpProtocolOptions,
+        explicit_http_config=new(
+            HttpProtocolOptionsExplicitHttpConfig, http2_protocol_options=new(Http2ProtocolOptions)
+        ),
+    )
+    return new(
+        Cluster,
+        name=CLUSTER,
+        type=kind,
+        connect_timeout=timedelta(seconds=1),
+        typed_extension_protocol_options={"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": pack(h2)},
+        load_assignment=new(
+            ClusterLoadAssignment,
+            cluster_name=CLUSTER,
+            endpoints=[new(LocalityLbEndpoints, lb_endpoints=[_endpoint.lb_endpoint(ir.Endpoint(host, port))])],
+        ),
+    )
+
+
+def clusters(cfg: ir.ProxyConfig) -> tuple[Cluster, ...]:
+    """The collector's cluster, when tracing is on and this proxy has an HTTP listener."""
+    t = cfg.mesh.tracing
+    http = any(lis.protocol == "http" for lis in cfg.inbound) or any(lis.protocol == "http" for lis in cfg.outbound)
+    if t is None or not http:
+        return ()
+    return (_cluster(t.collector),)
