@@ -44,6 +44,8 @@ class LocalOptions:
     admin_port: int = 15014
     start_workloads: bool = True
     envoy_log_level: str = "warning"
+    #: Worker threads per sidecar (``--concurrency``); ``None``: Envoy's default, one per hardware thread.
+    envoy_concurrency: int | None = None
     delta: bool = False
     #: A user-supplied root or intermediate CA (PEM files) instead of the self-signed root in the state directory.
     ca_cert: Path | None = None
@@ -161,7 +163,7 @@ class LocalMesh:
         )
         proxy = ManagedProcess(
             f"sidecar {info.node_id}",
-            sidecar.envoy_argv(files, self.options.envoy_log_level),
+            sidecar.envoy_argv(files, self.options.envoy_log_level, self.options.envoy_concurrency),
             directory,
             directory / "access.log",
             directory / "envoy.pid",
