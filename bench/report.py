@@ -20,8 +20,8 @@ RESULTS = ROOT / "bench" / "results"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
-def _load() -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+def load_results(directory: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
 
 
 def _src(doc: dict[str, Any], name: str) -> str:
@@ -121,19 +121,28 @@ def table(docs: dict[str, dict[str, Any]]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--write", type=Path, help="replace the table between the markers of this file")
+    p.add_argument("--results", type=Path, default=RESULTS, help="directory of result files")
     args = p.parse_args()
-    text = table(_load())
+    text = table(load_results(args.results))
     if args.write is None:
         print(text)
         return 0
     doc = args.write.read_text()
-    if START not in doc or END not in doc:
-        print(f"{args.write}: no {START} ... {END} markers", file=sys.stderr)
+    try:
+        args.write.write_text(replace_table(doc, text))
+    except ValueError as e:
+        print(f"{args.write}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def replace_table(doc: str, text: str) -> str:
+    """``doc`` with the part between the markers replaced by ``text``."""
+    if START not in doc or END not in doc:
+        raise ValueError(f"no {START} ... {END} markers")
     head, rest = doc.split(START, 1)
     _, tail = rest.split(END, 1)
-    args.write.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-    return 0
+    return f"{head}{START}\n{text}\n{END}{tail}"
 
 
 if __name__ == "__main__":
