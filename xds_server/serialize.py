@@ -20,8 +20,8 @@ too (pydantic dataclass ``__init__``): 3/4 of the translation time. Our messages
   ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
   translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
   random messages of every one of those types (random field subsets and values, memo hits and near-twins).
-  Measured (``bench/translate.py --only serialize``, CPU time, same run): ~1.6x faster than the previous
-  interpreted plan, ~11x upb's ``SerializeToString`` on the same resources (was ~16-17x).
+  Measured (``bench/translate.py --only serialize``, CPU time, same run): 1.7-1.85x faster than the previous
+  interpreted plan; 7.7-11.7x upb's ``SerializeToString`` on the same resources (was 13-22x).
 * :func:`new` builds a message without pydantic validation (same ``__dict__`` as a validated one).
 * :func:`proto_dict` is ``to_dict`` with the .proto field names (betterproto2's casings mangle ``consecutive_5xx``).
 
