@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _results as bench_results
 import grpclib.client
 import psutil
 
@@ -346,7 +348,9 @@ def main() -> None:
         action="store_true",
         help="also change the changed cluster's endpoints (so the server resends its EDS: see the docstring)",
     )
+    p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
+    load_at_start = bench_results.load()
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in a.clients:
@@ -370,6 +374,12 @@ def main() -> None:
     print(" ".join(f"{h:>{w}}" for h, w, _ in COLUMNS.values()))
     for r in rows:
         print(" ".join(f"{'-' if r[k] != r[k] else format(r[k], f):>{w}}" for k, (_, w, f) in COLUMNS.items()))
+    bench_results.write(
+        a.result,
+        {"clusters": a.clusters, "envoys": a.envoys, "rounds": a.rounds, "rows": rows},
+        load_at_start,
+        notes="latency: SIGHUP (snapshot reload) -> fake client's CDS ACK, pooled over rounds; rss per stream",
+    )
 
 
 if __name__ == "__main__":

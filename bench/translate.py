@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
+sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "bench")]
+
+import _results as bench_results  # noqa: E402
 
 from mesh_operator.api import Inventory, RetryPolicy, TrafficPolicy  # noqa: E402
 from mesh_operator.translate import state_from_objects, translate_mesh  # noqa: E402
@@ -140,8 +145,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def upb_side(objects: list[Any]) -> dict[str, Any] | None:
-    """Build + serialize the edge proxy's resources with upb, in the upb venv."""
+def _load_baseline(rev: str) -> Any:
+    """``xds_server/serialize.py`` as of git revision ``rev``, loaded as a separate module (before/after in one run)."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:xds_server/serialize.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="meshwork-bench-")) / f"serialize_{rev}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"serialize_baseline_{rev}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) -> dict[str, Any] | None:
+    """Serialize the edge proxy's resources with ours and with upb (in the upb venv), ``repeats`` times each.
+
+    Ours: each repeat clears every cache (resource bytes, sub-message memos) and builds the messages afresh from
+    the IR (stage 2), then times ``encode`` of every top-level resource, so a memo only helps within one
+    snapshot, as in a full translation. upb: the same resources parsed once from their proto-JSON, then
+    ``SerializeToString`` of every one, timed per repeat. Times are CPU time of the process (``process_time``,
+    so waiting for a core on the shared machine is not counted on either side); the minimum over repeats is the
+    figure, the median is reported too. ``baseline`` (a git revision) also times that revision's encoder,
+    interleaved with ours on the same fresh messages.
+    """
     if not UPB_PYTHON.exists():
         return None
     cfg = translate_mesh(state_from_objects(objects), only={"bench/edge"}).proxies["bench/edge"]
@@ -157,7 +186,7 @@ def upb_side(objects: list[Any]) -> dict[str, Any] | None:
         for m in ms
     ]
     proc = subprocess.run(
-        [str(UPB_PYTHON), str(ROOT / "bench" / "_upb_side.py")],
+        [str(UPB_PYTHON), str(ROOT / "bench" / "_upb_side.py"), str(repeats)],
         input=json.dumps(docs),
         capture_output=True,
         text=True,
@@ -165,21 +194,42 @@ def upb_side(objects: list[Any]) -> dict[str, Any] | None:
     )
     out: dict[str, Any] = json.loads(proc.stdout)
     out["resources"] = len(docs)
-    # Ours, for exactly the same resources: build (stage 2 from IR) + serialize, caches cleared.
-    clear_caches()
-    t0 = time.perf_counter()
-    ours = translate_proxy(cfg)
-    t1 = time.perf_counter()
-    messages = [*ours.listeners, *ours.route_configs, *ours.clusters, *ours.cluster_load_assignments]
-    gc.disable()  # as the server's own serialization path does
-    try:
-        t2 = time.perf_counter()
-        for m in messages:
-            encode(m)
-        t3 = time.perf_counter()
-    finally:
-        gc.enable()
-    out["ours_build_s"], out["ours_serialize_s"] = t1 - t0, t3 - t2
+    old = _load_baseline(baseline) if baseline else None
+    ours: list[float] = []
+    base: list[float] = []
+    builds: list[float] = []
+
+    def fresh() -> list[Any]:
+        clear_caches()
+        if old is not None:
+            old.clear_caches()
+            getattr(old, "_WRAPPED", {}).clear()
+        t0 = time.perf_counter()
+        r = translate_proxy(cfg)
+        builds.append(time.perf_counter() - t0)
+        return [*r.listeners, *r.route_configs, *r.clusters, *r.cluster_load_assignments]
+
+    def run(encoder: Any, messages: list[Any]) -> tuple[float, int]:
+        gc.disable()  # as the server's own serialization path does
+        try:
+            t0 = time.process_time()
+            total = sum(len(encoder(m)) for m in messages)
+            return time.process_time() - t0, total
+        finally:
+            gc.enable()
+
+    for _ in range(repeats):
+        t, out["ours_bytes"] = run(encode, fresh())
+        ours.append(t)
+        if old is not None:
+            t, out["baseline_bytes"] = run(old.encode, fresh())
+            base.append(t)
+    out["ours_build_s"] = min(builds)
+    out["ours_serialize_s"], out["ours_serialize_median_s"] = min(ours), statistics.median(ours)
+    out["upb_serialize_median_s"] = statistics.median(out.pop("runs_s"))
+    if old is not None:
+        out["baseline"] = baseline
+        out["baseline_serialize_s"], out["baseline_serialize_median_s"] = min(base), statistics.median(base)
     return out
 
 
@@ -188,56 +238,101 @@ def _plain(doc: Any) -> Any:
     return {k: v for k, v in doc.items() if k != "@type"}
 
 
+def _serialize_line(upb: dict[str, Any]) -> str:
+    ratio = upb["ours_serialize_s"] / upb["serialize_s"]
+    line = (
+        f"  edge proxy vs upb, {upb['resources']} resources ({upb['bytes']} bytes upb / {upb['ours_bytes']} ours), "
+        f"min of {upb['repeats']}: serialize ours {upb['ours_serialize_s'] * 1000:.1f} ms / upb "
+        f"{upb['serialize_s'] * 1000:.1f} ms = {ratio:.1f}x"
+    )
+    if "baseline" in upb:
+        line += (
+            f"; baseline {upb['baseline']} {upb['baseline_serialize_s'] * 1000:.1f} ms = "
+            f"{upb['baseline_serialize_s'] / upb['serialize_s']:.1f}x"
+        )
+    return line + (
+        f"; build ours (typed constructors) {upb['ours_build_s'] * 1000:.0f} ms / upb ({upb['impl']}, from dicts) "
+        f"{upb['build_s'] * 1000:.0f} ms"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000x5,5000x5,10000x2", help="comma-separated SERVICESxROUTES")
+    parser.add_argument(
+        "--only", choices=["all", "serialize"], default="all", help="serialize: only the edge proxy vs upb"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="serialization repeats (minimum reported)")
+    parser.add_argument("--baseline", metavar="GIT_REV", help="also time xds_server/serialize.py of this revision")
     args = parser.parse_args()
+    load_at_start = bench_results.load()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     pipeline(build_objects(3, 1))  # one-time class setup of the generated message types, not part of any figure
+    figures: dict[str, Any] = {}
     for services, routes in sizes:
         objects = build_objects(services, routes)
-        edge = {"bench/edge"}
-        gc.collect()
-        clear_caches()
-        t_edge, (n_edge, _) = timed(pipeline, objects, edge)
-        clear_caches()
-        t_mesh, (n_mesh, _) = timed(pipeline, objects)
+        row: dict[str, Any] = {"services": services, "routes": routes}
+        figures[f"{services}x{routes}"] = row
         print(f"\n{services} services x {routes} routes")
-        print(
-            f"  edge proxy full snapshot (calls every service): {n_edge} resources in {t_edge:.2f} s "
-            f"({t_edge / n_edge * 1e6:.0f} µs/resource)"
-        )
-        print(
-            f"  whole mesh, {services * 2 + 1} proxies: {n_mesh} resources in {t_mesh:.2f} s "
-            f"({t_mesh / n_mesh * 1e6:.0f} µs/resource); peak RSS {peak_rss_mb():.0f} MB",
-            flush=True,
-        )
-        changed = list(objects)
-        changed[1] = traffic_policy(0, routes, generation=2)  # one TrafficPolicy edited (timeout 1s -> 2s)
-        affected = {"bench/edge", "bench/svc-0-v1", "bench/svc-0-v2"}
-        t_state, state = timed(state_from_objects, changed)
-        t_stage1, translated = timed(translate_mesh, state, only=affected)
-        t_stage2, _ = timed(lambda t=translated: [snapshot_of_proxy(cfg) for cfg in t.proxies.values()])
-        t_inc = t_state + t_stage1 + t_stage2
-        t_inc_mesh, _ = timed(pipeline, list(objects))
-        print(
-            f"  one TrafficPolicy changed (caches warm): affected proxies {t_inc * 1000:.0f} ms (inventory "
-            f"{t_state * 1000:.0f} + stage 1 {t_stage1 * 1000:.0f} + stage 2 and bytes {t_stage2 * 1000:.0f}); "
-            f"whole mesh re-run {t_inc_mesh * 1000:.0f} ms",
-            flush=True,
-        )
-        upb = upb_side(objects)
+        if args.only == "all":
+            row.update(_translation_row(objects, services, routes))
+        upb = upb_side(objects, args.repeats, args.baseline)
         if upb is None:
             print("  upb side skipped: run `make bench` (creates .venv-upb with xds-protos)")
             continue
-        print(
-            f"  edge proxy vs upb, {upb['resources']} resources: serialize ours {upb['ours_serialize_s'] * 1000:.0f} ms"
-            f" / upb {upb['serialize_s'] * 1000:.0f} ms = {upb['ours_serialize_s'] / upb['serialize_s']:.1f}x; "
-            f"build ours (typed constructors) {upb['ours_build_s'] * 1000:.0f} ms / upb ({upb['impl']}, from dicts) "
-            f"{upb['build_s'] * 1000:.0f} ms",
-            flush=True,
-        )
+        upb["repeats"] = args.repeats
+        row["serialize"] = upb
+        print(_serialize_line(upb), flush=True)
+    bench_results.write(
+        "translate" if args.only == "all" else "serialize",
+        figures,
+        load_at_start,
+        notes="serialize: min over repeats, ours and upb on the same edge-proxy resources, same run",
+    )
     return 0
+
+
+def _translation_row(objects: list[Any], services: int, routes: int) -> dict[str, Any]:
+    edge = {"bench/edge"}
+    gc.collect()
+    clear_caches()
+    t_edge, (n_edge, _) = timed(pipeline, objects, edge)
+    clear_caches()
+    t_mesh, (n_mesh, _) = timed(pipeline, objects)
+    print(
+        f"  edge proxy full snapshot (calls every service): {n_edge} resources in {t_edge:.2f} s "
+        f"({t_edge / n_edge * 1e6:.0f} µs/resource)"
+    )
+    print(
+        f"  whole mesh, {services * 2 + 1} proxies: {n_mesh} resources in {t_mesh:.2f} s "
+        f"({t_mesh / n_mesh * 1e6:.0f} µs/resource); peak RSS {peak_rss_mb():.0f} MB",
+        flush=True,
+    )
+    changed = list(objects)
+    changed[1] = traffic_policy(0, routes, generation=2)  # one TrafficPolicy edited (timeout 1s -> 2s)
+    affected = {"bench/edge", "bench/svc-0-v1", "bench/svc-0-v2"}
+    t_state, state = timed(state_from_objects, changed)
+    t_stage1, translated = timed(translate_mesh, state, only=affected)
+    t_stage2, _ = timed(lambda t=translated: [snapshot_of_proxy(cfg) for cfg in t.proxies.values()])
+    t_inc = t_state + t_stage1 + t_stage2
+    t_inc_mesh, _ = timed(pipeline, list(objects))
+    print(
+        f"  one TrafficPolicy changed (caches warm): affected proxies {t_inc * 1000:.0f} ms (inventory "
+        f"{t_state * 1000:.0f} + stage 1 {t_stage1 * 1000:.0f} + stage 2 and bytes {t_stage2 * 1000:.0f}); "
+        f"whole mesh re-run {t_inc_mesh * 1000:.0f} ms",
+        flush=True,
+    )
+    return {
+        "edge_resources": n_edge,
+        "edge_full_s": t_edge,
+        "mesh_proxies": services * 2 + 1,
+        "mesh_resources": n_mesh,
+        "mesh_full_s": t_mesh,
+        "peak_rss_mb": peak_rss_mb(),
+        "one_policy_change_s": t_inc,
+        "one_policy_change_parts_s": {"inventory": t_state, "stage1": t_stage1, "stage2_and_bytes": t_stage2},
+        "mesh_rerun_warm_s": t_inc_mesh,
+    }
 
 
 if __name__ == "__main__":

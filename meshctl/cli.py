@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-preflight", action="store_true", help="do not check new config with real Envoy before sending it"
     )
+    p.add_argument(
+        "--envoy-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker threads per sidecar (default: Envoy's, one per hardware thread)",
+    )
     p.add_argument("--ca-cert", help="use this root or intermediate CA certificate (PEM) instead of a generated root")
     p.add_argument("--ca-key", help="its private key (PEM, readable by the owner only)")
     p.add_argument("--ca-chain", help="the certificates above it up to the root (PEM), for an intermediate")

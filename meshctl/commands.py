@@ -61,12 +61,16 @@ def local_run(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         start_workloads=not args.no_workloads,
         envoy_log_level=args.envoy_log_level,
+        envoy_concurrency=args.envoy_concurrency,
         delta=args.delta,
         preflight=not args.no_preflight,
         ca_cert=Path(args.ca_cert) if args.ca_cert else None,
         ca_key=Path(args.ca_key) if args.ca_key else None,
         ca_chain=Path(args.ca_chain) if args.ca_chain else None,
     )
+    if options.envoy_concurrency is not None and options.envoy_concurrency < 1:
+        err(f"--envoy-concurrency must be at least 1, got {options.envoy_concurrency}")
+        return 2
     if (options.ca_cert is None) != (options.ca_key is None):
         err("--ca-cert and --ca-key go together")
         return 2

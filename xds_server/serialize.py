@@ -11,9 +11,17 @@ too (pydantic dataclass ``__init__``): 3/4 of the translation time. Our messages
   (declaration order, not field-number order), same default-skipping rule (``None`` and values equal to the
   field's default factory result; message fields only when ``None``), wrapped well-known types
   (``unwrap().from_wrapped(value)``, memoized by value), packed repeated scalars, maps (keys and values always
-  written) and ``_unknown_fields``. It reads the library's own per-class metadata (``Message._betterproto``).
+  written) and ``_unknown_fields``. It reads the library's own per-class metadata (``Message._betterproto``) once
+  per class and *compiles* an encoder for it (generated straight-line Python: one block per field with its tag,
+  default test and encoding fixed; no per-field dispatch at run time). Small messages are memoized by content:
+  when their message/list fields are empty, their bytes are a function of their scalar values (and of their
+  maps' entries), looked up by a tuple built in C (see ``_memo_lines``); retry policies, route matches, weighted
+  cluster entries, provenance metadata repeat across a snapshot's resources.
   ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
-  translation produces (Any payloads unpacked) plus edge cases. Measured: 35–50x faster than ``bytes()``.
+  translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
+  random messages of every one of those types (random field subsets and values, memo hits and near-twins).
+  Measured (``bench/translate.py --only serialize``, CPU time, same run): 1.7-1.85x faster than the previous
+  interpreted plan; 7.7-11.7x upb's ``SerializeToString`` on the same resources (was 13-22x).
 * :func:`new` builds a message without pydantic validation (same ``__dict__`` as a validated one).
 * :func:`proto_dict` is ``to_dict`` with the .proto field names (betterproto2's casings mangle ``consecutive_5xx``).
 
@@ -27,6 +35,7 @@ holding a reference so ids cannot be recycled); :func:`resource` does not cache 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import struct
 import warnings
 from collections.abc import Callable, Iterable
@@ -86,6 +95,10 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Varints of 0..16383 (lengths of most payloads, most enum and integer values): one list lookup each.
+_VARINTS: Final = [_varint(i) for i in range(16384)]
 
 
 def _kind(proto_type: str) -> int:
@@ -188,46 +201,7 @@ def _scalar(kind: int, proto_type: str, unwrap: Callable[[], type] | None, value
     return struct.pack(_FIXED_FMT[proto_type][0], value)
 
 
-def _one(key: bytes, kind: int, proto_type: str, unwrap: Callable[[], type] | None, value: Any) -> bytes:
-    payload = _scalar(kind, proto_type, unwrap, value)
-    if kind >= _STRING:
-        return key + _varint(len(payload)) + payload
-    return key + payload
-
-
-# Encoding modes of a plan entry (the common cases get a fast path; everything else goes through ``_one``).
-_M_VARINT, _M_STRING, _M_MESSAGE, _M_WRAPPED, _M_REP_MESSAGE, _M_REP_STRING, _M_MAP, _M_OTHER = range(8)
-_FAST_PLANS: dict[type, tuple[tuple[str, int, Any, bytes, _Field], ...]] = {}
 _WRAPPED: dict[tuple[type, type, Any], bytes] = {}
-
-
-def _fast_plan(cls: type) -> tuple[tuple[str, int, Any, bytes, _Field], ...]:
-    entries = []
-    for f in _PLANS.get(cls) or _plan(cls):
-        if f.map_kinds is not None:
-            mode = _M_MAP
-        elif f.packed:
-            mode = _M_OTHER
-        elif f.repeated:
-            mode = (
-                _M_REP_MESSAGE
-                if f.kind == _MESSAGE and f.unwrap is None
-                else _M_REP_STRING
-                if f.kind == _STRING
-                else _M_OTHER
-            )
-        elif f.kind == _VARINT:
-            mode = _M_VARINT
-        elif f.kind == _STRING:
-            mode = _M_STRING
-        elif f.kind == _MESSAGE:
-            mode = _M_MESSAGE if f.unwrap is None else _M_WRAPPED
-        else:
-            mode = _M_OTHER
-        entries.append((f.name, mode, f.default, f.key, f))
-    plan = tuple(entries)
-    _FAST_PLANS[cls] = plan
-    return plan
 
 
 def _wrapped(unwrap: Callable[[], type], value: Any) -> bytes:
@@ -243,53 +217,188 @@ def _wrapped(unwrap: Callable[[], type], value: Any) -> bytes:
     return body
 
 
+# Per-class encoders, compiled from the class's plan on first use: straight-line Python, one block per field, with
+# the field's tag, default test and encoding decided once (no per-field dispatch or tuple unpacking at run time).
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
+
+
+def _length(var: str) -> str:
+    """Expression: the varint of ``len(var)`` (one table lookup for the common short payload)."""
+    return f"(S[n] if (n := len({var})) < 16384 else V(n))"
+
+
+_ENC_EXPR: Final = "(G(type({x})) or C(type({x})))({x})"
+
+
+def _is_message_map(f: _Field) -> bool:
+    return f.map_kinds is not None and f.map_kinds[1][0] == _MESSAGE and f.map_kinds[1][3] is None
+
+
+def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str) -> list[str]:
+    """Lines computing ``dst`` = the payload of one value ``src`` (length-delimited ones without their length)."""
+    if f_kind == _STRING:
+        return [f"{dst} = {src}.encode()"]
+    if f_kind == _MESSAGE and unwrap is None:
+        return [f"{dst} = {_ENC_EXPR.format(x=src)}"]
+    if f_kind == _MESSAGE:  # a wrapped well-known type: its body memoized per field by plain value
+        return [
+            f"{dst} = WM{unwrap}.get({src})",
+            f"if {dst} is None:",
+            f"    {dst} = W({unwrap}, {src})",
+            f"    if len(WM{unwrap}) < 4096:",
+            f"        WM{unwrap}[{src}] = {dst}",
+        ]
+    if f_kind == _BYTES:
+        return [f"{dst} = bytes({src})"]
+    if f_kind == _VARINT:
+        return [f"{dst} = S[{src}] if 0 <= {src} < 16384 else V(int({src}))"]
+    return [f"{dst} = P({f_kind}, {proto_type!r}, None, {src})"]
+
+
+def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str) -> list[str]:
+    """Lines appending one tagged value ``src`` to the output."""
+    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b")
+    if f_kind >= _STRING:
+        return [*lines, f"a({key} + {_length('b')} + b)"]
+    return [*lines, f"a({key} + b)"]
+
+
+def _presence_test(f: _Field, i: int, env: dict[str, Any]) -> str:
+    """The ``if`` deciding whether field ``f`` (value in ``v``) is written: the library skips ``None`` and values
+    equal to the field's default. For the zero defaults of proto3 scalars and for empty lists / maps that is
+    falsiness (-0.0 == 0.0 is skipped by both, NaN written by both); message fields are written unless ``None``."""
+    default = f.default
+    if default is None or (f.kind == _MESSAGE and not f.repeated and f.map_kinds is None):
+        if default is None:
+            return "if v is not None:"
+    elif isinstance(default, (list, dict, str, bytes, int, float)) and not default:
+        return "if v:"
+    env[f"D{i}"] = default
+    return f"if v is not None and v != D{i}:"
+
+
+def _wrapped_memo() -> dict[Any, bytes]:
+    memo: dict[Any, bytes] = {}
+    _MEMOS.append(memo)
+    return memo
+
+
+def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
+    key = f"K{i}"
+    env[key] = f.key
+    unwrap = None
+    if f.unwrap is not None:
+        unwrap = f"U{i}"
+        env[unwrap] = f.unwrap
+        env[f"WM{unwrap}"] = _wrapped_memo()
+    if f.map_kinds is not None:
+        (kk, kt, kkey, _), (vk, vt, vkey, vun) = f.map_kinds
+        env[f"KK{i}"], env[f"VK{i}"] = kkey, vkey
+        vunwrap = None
+        if vun is not None:
+            vunwrap = f"VU{i}"
+            env[vunwrap] = vun
+            env[f"WM{vunwrap}"] = _wrapped_memo()
+        if vk == _MESSAGE and vunwrap is None:
+            # The memo path hands in the (key, value bytes) pairs it computed for its lookup key.
+            pairs = f"[(k, {_ENC_EXPR.format(x='x')}) for k, x in v.items()]"
+            block = [f"for k, vb in (p{i} if p{i} is not None else {pairs}):"]
+            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+        else:
+            block = ["for k, x in v.items():"]
+            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb")]
+        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
+        vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
+        block += [f"    e = {kpart} + {vpart}", f"    a({key} + {_length('e')} + e)"]
+    elif f.packed:
+        env[f"T{i}"] = f.proto_type
+        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"a({key} + {_length('b')} + b)"]
+    elif f.repeated:
+        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x")]
+    else:
+        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v")
+    return [f"v = d[{f.name!r}]", _presence_test(f, i, env)] + ["    " + ln for ln in block]
+
+
+# Content memo of small messages: a message whose message-, list- and map-valued fields are all empty is a function
+# of its scalar field values (strings, numbers, enums, and the plain values of wrapped fields such as a Duration's
+# timedelta), all hashable: its bytes are looked up by the tuple of those values (built in C by ``itemgetter``),
+# skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
+# provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
+_MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
+_MEMO_MAX: Final = 16_384
+_MEMOS: list[dict[Any, bytes]] = []
+
+
+def _is_scalar(f: _Field) -> bool:
+    return f.map_kinds is None and not f.repeated and (f.kind != _MESSAGE or f.unwrap is not None)
+
+
+def _map_key(f: _Field, i: int) -> tuple[str, str]:
+    """(setup line, key part) of a map field: its (key, value) pairs, message values as their (memoized) bytes."""
+    if _is_message_map(f):
+        return f"p{i} = tuple([(k, {_ENC_EXPR.format(x='x')}) for k, x in d[{f.name!r}].items()])", f"p{i}"
+    return "", f"tuple(d[{f.name!r}].items())"
+
+
+def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
+    if len(plan) > _MEMO_FIELDS:
+        return None
+    scalars = [f.name for f in plan if _is_scalar(f)]
+    maps = [_map_key(f, i) for i, f in enumerate(plan) if f.map_kinds is not None]
+    setup = ["    " + line for line, _ in maps if line]
+    params = "".join(f", p{i}" for i, f in enumerate(plan) if _is_message_map(f))
+    empty = [
+        f"d[{f.name!r}] is None" if f.kind == _MESSAGE and not f.repeated else f"not d[{f.name!r}]"
+        for f in plan
+        if not _is_scalar(f) and f.map_kinds is None
+    ]
+    memo: dict[Any, bytes] = {}
+    _MEMOS.append(memo)
+    env["M"], env["MEMO_MAX"] = memo, _MEMO_MAX
+    env["IG"] = operator.itemgetter(*scalars) if scalars else (lambda _d: ())
+    key = "IG(d)" if not maps else "(IG(d), " + ", ".join(part for _, part in maps) + ")"
+    return [
+        "d = msg.__dict__",
+        "if " + " and ".join([*empty, "not msg._unknown_fields"]) + ":",
+        *setup,
+        f"    k = {key}",
+        "    r = M.get(k)",
+        "    if r is None:",
+        f"        r = full(msg, d{params})",
+        "        if len(M) >= MEMO_MAX:",
+        "            M.clear()",
+        "        M[k] = r",
+        "    return r",
+        "return full(msg, d)",
+    ]
+
+
+def _compile(cls: type) -> Callable[[Any], bytes]:
+    """Generate, compile and register the encoder of ``cls`` (mirrors ``Message.__bytes__`` of 0.9.1)."""
+    env: dict[str, Any] = {"S": _VARINTS, "V": _varint, "G": _ENCODERS.get, "C": _compile, "W": _wrapped, "P": _scalar}
+    plan = _PLANS.get(cls) or _plan(cls)
+    full = ["out = []", "a = out.append"]
+    for i, f in enumerate(plan):
+        full += _field_lines(f, i, env)
+    full += ["a(msg._unknown_fields)", "return b''.join(out)"]
+    params = "".join(f", p{i}=None" for i, f in enumerate(plan) if _is_message_map(f))
+    source = f"def full(msg, d{params}):\n" + "".join(f"    {ln}\n" for ln in full)
+    memo = _memo_lines(cls, plan, env)
+    entry = memo if memo is not None else ["return full(msg, msg.__dict__)"]
+    source += "def encode(msg):\n" + "".join(f"    {ln}\n" for ln in entry)
+    exec(compile(source, f"<serialize {cls.__module__}.{cls.__qualname__}>", "exec"), env)
+    fn: Callable[[Any], bytes] = env["encode"]
+    fn.__doc__ = source
+    _ENCODERS[cls] = fn
+    return fn
+
+
 def encode(msg: betterproto2.Message) -> bytes:
     """``bytes(msg)`` without per-call pydantic validation; byte-identical for betterproto2 0.9.1."""
     cls = type(msg)
-    plan = _FAST_PLANS.get(cls) or _fast_plan(cls)
-    values = msg.__dict__
-    out: list[bytes] = []
-    append = out.append
-    for name, mode, default, key, f in plan:
-        value = values[name]
-        if value is None:
-            continue
-        if mode == _M_MESSAGE:
-            body = encode(value)
-            append(key + _varint(len(body)) + body)
-        elif mode == _M_REP_MESSAGE:
-            for item in value:
-                body = encode(item)
-                append(key + _varint(len(body)) + body)
-        elif value == default:
-            continue
-        elif mode == _M_STRING:
-            body = value.encode("utf-8")
-            append(key + _varint(len(body)) + body)
-        elif mode == _M_VARINT:
-            append(key + _varint(int(value)))
-        elif mode == _M_WRAPPED:
-            body = _wrapped(f.unwrap, value)  # type: ignore[arg-type]
-            append(key + _varint(len(body)) + body)
-        elif mode == _M_REP_STRING:
-            for item in value:
-                body = item.encode("utf-8")
-                append(key + _varint(len(body)) + body)
-        elif mode == _M_MAP:
-            (kk, kt, kkey, _), (vk, vt, vkey, vun) = f.map_kinds  # type: ignore[misc]
-            for k, v in value.items():
-                entry = _one(kkey, kk, kt, None, k) + _one(vkey, vk, vt, vun, v)
-                append(key + _varint(len(entry)) + entry)
-        elif f.packed:
-            buf = b"".join(_scalar(f.kind, f.proto_type, None, item) for item in value)
-            append(key + _varint(len(buf)) + buf)
-        elif f.repeated:
-            for item in value:
-                append(_one(key, f.kind, f.proto_type, f.unwrap, item))
-        else:
-            append(_one(key, f.kind, f.proto_type, f.unwrap, value))
-    append(msg._unknown_fields)
-    return b"".join(out)
+    return (_ENCODERS.get(cls) or _compile(cls))(msg)
 
 
 _P = ParamSpec("_P")
@@ -437,5 +546,8 @@ def cached_resources(items: Iterable[tuple[str, str, betterproto2.Message]]) -> 
 
 
 def clear_caches() -> None:
-    """Forget serialized bytes (tests, benchmarks)."""
+    """Forget serialized bytes (tests, benchmarks): resources, sub-message memos and wrapped values."""
     _RESOURCES.clear()
+    _WRAPPED.clear()
+    for memo in _MEMOS:
+        memo.clear()

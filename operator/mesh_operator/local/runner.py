@@ -47,6 +47,8 @@ class LocalOptions:
     admin_port: int = 15014
     start_workloads: bool = True
     envoy_log_level: str = "warning"
+    #: Worker threads per sidecar (``--concurrency``); ``None``: Envoy's default, one per hardware thread.
+    envoy_concurrency: int | None = None
     delta: bool = False
     #: Check new config with real Envoy (``--mode validate``) before any sidecar receives it.
     preflight: bool = True
@@ -179,7 +181,7 @@ class LocalMesh:
         )
         proxy = ManagedProcess(
             f"sidecar {info.node_id}",
-            sidecar.envoy_argv(files, self.options.envoy_log_level),
+            sidecar.envoy_argv(files, self.options.envoy_log_level, self.options.envoy_concurrency),
             directory,
             directory / "access.log",
             directory / "envoy.pid",

@@ -83,7 +83,8 @@ def prepare(
     return SidecarFiles(directory, bootstrap, renew_at)
 
 
-def envoy_argv(files: SidecarFiles, log_level: str = "warning") -> list[str]:
+def envoy_argv(files: SidecarFiles, log_level: str = "warning", concurrency: int | None = None) -> list[str]:
+    threads = [] if concurrency is None else ["--concurrency", str(concurrency)]
     return [
         str(envoy_path()),
         "-c",
@@ -98,6 +99,7 @@ def envoy_argv(files: SidecarFiles, log_level: str = "warning") -> list[str]:
         # Access logs reach the file within half a second (Envoy's default is every 10 s).
         "--file-flush-interval-msec",
         "500",
+        *threads,
     ]
 
 
