@@ -27,3 +27,12 @@ k8s-cluster-down:
 
 k8s-cluster-status:
 	@$(CLUSTER_PY) status
+
+# `make test` runs the cluster tier when it can: always in CI (CI=true: required, a machine that cannot run it fails
+# the run), otherwise as root with `go` on PATH; elsewhere tests/cluster is skipped with the reason shown. Its Go
+# builds and the images are prerequisites here, so they finish before any test tier starts (never alongside).
+ifeq ($(CI),true)
+TEST_PREREQS += k8s-cluster-binaries images
+else ifeq ($(shell id -u 2>/dev/null)$(if $(shell command -v go 2>/dev/null),-go),0-go)
+TEST_PREREQS += k8s-cluster-binaries images
+endif
