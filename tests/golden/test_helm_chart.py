@@ -103,6 +103,7 @@ def test_crds_are_templates_kept_on_uninstall_so_helm_upgrade_applies_new_schema
     crds = [d for d in _docs(done.stdout) if d["kind"] == "CustomResourceDefinition"]
     assert sorted(c["metadata"]["name"] for c in crds) == [
         "accesspolicies.meshwork.io",
+        "authenticationpolicies.meshwork.io",
         "meshes.meshwork.io",
         "retrypolicies.meshwork.io",
         "trafficpolicies.meshwork.io",
@@ -122,7 +123,8 @@ def test_the_control_plane_may_write_only_status_leases_webhook_configs_tokenrev
                 names = ",".join(rule.get("resourceNames", [])) or "*"
                 writes |= {(g, r, names) for g in rule["apiGroups"] for r in rule["resources"]}
     allowed_any_name = {
-        ("meshwork.io", f"{kind}/status", "*") for kind in ("trafficpolicies", "retrypolicies", "accesspolicies")
+        ("meshwork.io", f"{kind}/status", "*")
+        for kind in ("trafficpolicies", "retrypolicies", "accesspolicies", "authenticationpolicies")
     } | {
         ("meshwork.io", "meshes/status", "*"),
         ("authentication.k8s.io", "tokenreviews", "*"),
