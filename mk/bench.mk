@@ -10,4 +10,4 @@ bench-serialize: install .venv-upb/.installed
 
 # The benchmark table, regenerated from bench/results/*.json.
 bench-report:
-	$(BIN)/python bench/report.py --write docs/notes/perf.md
+	$(BIN)/python bench/report.py --write README.md
