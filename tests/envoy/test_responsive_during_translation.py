@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ import pytest
 from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.loader import load_paths
 from mesh_operator.testing.localmesh import LocalMeshBuilder
+from tests.envoy.test_sds_identity import _client_ssl
 from xds_server.ads import XdsCodec
-from xds_server.ca import Issuer, SpiffeId, store
+from xds_server.ca import store
 from xds_server.snapshot import CLUSTER, CachedResource, Snapshot
 from xds_server.testing.fake_client import FakeAdsClient
 
@@ -49,19 +49,6 @@ def big_policy(rules: int = 125, matches: int = 32) -> str:
         paths = ", ".join(f"{{path: {{type: Exact, value: /r{i}/p{j}}}}}" for j in range(matches))
         lines.append(f"    - {{name: r{i}, matches: [{paths}], backends: [{{subset: v1}}], timeouts: {{request: 2s}}}}")
     return "\n".join(lines) + "\n"
-
-
-def _client_ssl(issuer: Issuer, identity: str, tmp_path: Path) -> ssl.SSLContext:
-    keypair = issuer.issue_keypair(SpiffeId.parse(identity))
-    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
-    cert.write_bytes(keypair.chain_pem)
-    key.write_bytes(keypair.private_key_pem)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(cadata=issuer.certificate_pem.decode())
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
 
 
 async def test_admin_and_pushes_stay_responsive_while_a_4000_route_policy_translates(tmp_path: Path) -> None:

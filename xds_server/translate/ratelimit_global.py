@@ -16,13 +16,10 @@ The filter sits after RBAC and the local rate limit: a request refused locally n
 
 from __future__ import annotations
 
-import ipaddress
-from datetime import timedelta
 from typing import Final
 
-from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
-from envoy_data_plane.envoy.config.core.v3 import ApiVersion, GrpcService, GrpcServiceEnvoyGrpc, Http2ProtocolOptions
-from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from envoy_data_plane.envoy.config.core.v3 import ApiVersion, GrpcService, GrpcServiceEnvoyGrpc
 from envoy_data_plane.envoy.config.ratelimit.v3 import RateLimitServiceConfig
 from envoy_data_plane.envoy.config.route.v3 import (
     RateLimit,
@@ -33,17 +30,13 @@ from envoy_data_plane.envoy.config.route.v3 import (
 )
 from envoy_data_plane.envoy.extensions.filters.http.ratelimit.v3 import RateLimit as RateLimitFilter
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
-from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
-    HttpProtocolOptions,
-    HttpProtocolOptionsExplicitHttpConfig,
-)
 from envoy_data_plane.envoy.type.v3 import HttpStatus, StatusCode
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import endpoint as _endpoint
 from xds_server.translate._common import ms, pack, runtime_fraction
 from xds_server.translate._memo import memoize
+from xds_server.translate.grpc_service import grpc_service_cluster
 
 FILTER_NAME: Final = "envoy.filters.http.ratelimit"
 CLUSTER: Final = "meshwork_ratelimit"
@@ -128,36 +121,8 @@ def needs_service(cfg: ir.ProxyConfig) -> bool:
     return any(r.global_rate_limit is not None for il in cfg.inbound for r in il.routes)
 
 
-@memoize(64)
-def _cluster(address: tuple[str, int]) -> Cluster:
-    host, port = address
-    try:
-        ipaddress.ip_address(host)
-        kind = ClusterDiscoveryType.STATIC
-    except ValueError:
-        kind = ClusterDiscoveryType.STRICT_DNS
-    h2 = new(
-        HttpProtocolOptions,
-        explicit_http_config=new(
-            HttpProtocolOptionsExplicitHttpConfig, http2_protocol_options=new(Http2ProtocolOptions)
-        ),
-    )
-    return new(
-        Cluster,
-        name=CLUSTER,
-        type=kind,
-        connect_timeout=timedelta(seconds=1),
-        typed_extension_protocol_options={"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": pack(h2)},
-        load_assignment=new(
-            ClusterLoadAssignment,
-            cluster_name=CLUSTER,
-            endpoints=[new(LocalityLbEndpoints, lb_endpoints=[_endpoint.lb_endpoint(ir.Endpoint(host, port))])],
-        ),
-    )
-
-
 def clusters(cfg: ir.ProxyConfig) -> tuple[Cluster, ...]:
     """The rate-limit service's cluster, when this proxy enforces a global limit."""
     if cfg.mesh.ratelimit_service is None or not needs_service(cfg):
         return ()
-    return (_cluster(cfg.mesh.ratelimit_service),)
+    return (grpc_service_cluster(CLUSTER, cfg.mesh.ratelimit_service),)

@@ -17,18 +17,14 @@ Spans go to the collector through the generated cluster ``meshwork_otel`` (HTTP/
 
 from __future__ import annotations
 
-import ipaddress
-from datetime import timedelta
 from typing import Final
 
-from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.core.v3 import (
     GrpcService,
     GrpcServiceEnvoyGrpc,
-    Http2ProtocolOptions,
     TypedExtensionConfig,
 )
-from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
 from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManagerTracing,
@@ -37,18 +33,14 @@ from envoy_data_plane.envoy.extensions.tracers.opentelemetry.samplers.v3 import 
     ParentBasedSamplerConfig,
     TraceIdRatioBasedSamplerConfig,
 )
-from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
-    HttpProtocolOptions,
-    HttpProtocolOptionsExplicitHttpConfig,
-)
 from envoy_data_plane.envoy.type.tracing.v3 import CustomTag, CustomTagHeader, CustomTagLiteral
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import endpoint as _endpoint
 from xds_server.translate._common import fraction, pack, typed
 from xds_server.translate._memo import memoize
+from xds_server.translate.grpc_service import grpc_service_cluster
 
 TRACER: Final = "envoy.tracers.opentelemetry"
 CLUSTER: Final = "meshwork_otel"
@@ -93,38 +85,10 @@ def outbound_percent(lis: ir.OutboundListener) -> float | None:
     return next((r.trace_sampling for r in lis.routes if r.trace_sampling is not None), None)
 
 
-@memoize(64)
-def _cluster(address: tuple[str, int]) -> Cluster:
-    host, port = address
-    try:
-        ipaddress.ip_address(host)
-        kind = ClusterDiscoveryType.STATIC
-    except ValueError:
-        kind = ClusterDiscoveryType.STRICT_DNS
-    h2 = new(
-        HttpProtocolOptions,
-        explicit_http_config=new(
-            HttpProtocolOptionsExplicitHttpConfig, http2_protocol_options=new(Http2ProtocolOptions)
-        ),
-    )
-    return new(
-        Cluster,
-        name=CLUSTER,
-        type=kind,
-        connect_timeout=timedelta(seconds=1),
-        typed_extension_protocol_options={"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": pack(h2)},
-        load_assignment=new(
-            ClusterLoadAssignment,
-            cluster_name=CLUSTER,
-            endpoints=[new(LocalityLbEndpoints, lb_endpoints=[_endpoint.lb_endpoint(ir.Endpoint(host, port))])],
-        ),
-    )
-
-
 def clusters(cfg: ir.ProxyConfig) -> tuple[Cluster, ...]:
     """The collector's cluster, when tracing is on and this proxy has an HTTP listener."""
     t = cfg.mesh.tracing
     http = any(lis.protocol == "http" for lis in cfg.inbound) or any(lis.protocol == "http" for lis in cfg.outbound)
     if t is None or not http:
         return ()
-    return (_cluster(t.collector),)
+    return (grpc_service_cluster(CLUSTER, t.collector),)
