@@ -28,7 +28,7 @@ from aiohttp import web
 
 from mesh_operator.control.build import Built, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
-from mesh_operator.control.provenance import culprits, policies_of
+from mesh_operator.control.provenance import culprits
 from mesh_operator.control.rotation import RootRotator, certz
 from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection, key_of
 from mesh_operator.translate.state import Policy
@@ -181,8 +181,8 @@ class ControlPlane:
         for node_id, resources in built.snapshots.items():
             cfg = translated.proxies[node_id]
             identities[node_id] = cfg.node.spiffe_id
-            policies_by_node[node_id] = policies_of(cfg)
             resources_by_node[node_id] = built.resources.get(node_id, {})
+            policies_by_node[node_id] = set().union(*resources_by_node[node_id].values())
             try:
                 leaf = self.certs.leaf(cfg.node.spiffe_id)
             except CertificateError as e:

@@ -46,11 +46,6 @@ def resource_policies(cfg: ProxyConfig) -> dict[str, set[str]]:
     return out
 
 
-def policies_of(cfg: ProxyConfig) -> set[str]:
-    """Every policy whose provenance the proxy's config carries."""
-    return {p for e in elements(cfg) for p in element_policies(e)}
-
-
 _NAME_CHARS = r"[A-Za-z0-9_.|:~/-]"
 
 
