@@ -13,16 +13,13 @@ import argparse
 import json
 from typing import Any
 
+from mesh_operator.api import CRD_KINDS
+from mesh_operator.crdgen import plural as plural_of
 from meshctl.admin_client import get as admin_get
 from meshctl.errors import AdminUnavailable
 
 GROUP, VERSION = "meshwork.io", "v1alpha1"
-PLURALS = {
-    "TrafficPolicy": "trafficpolicies",
-    "RetryPolicy": "retrypolicies",
-    "AccessPolicy": "accesspolicies",
-    "AuthenticationPolicy": "authenticationpolicies",
-}
+PLURALS = {kind: plural_of(kind) for kind in CRD_KINDS if kind != "Mesh"}
 DEFAULT_ADMIN_SERVICE = "meshwork-system/meshwork-controller:admin"
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from mesh_operator.validation import validate_document
+
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
 
@@ -123,18 +125,18 @@ class PolicyDoc:
         return f"{self.path.relative_to(REPO)}#{self.index}:{self.body['kind']}/{name}"
 
 
-def _golden_expectations(input_path: Path) -> tuple[dict[tuple[str, str], list[str]], dict[str, Any]]:
-    """Errors (not warnings) by (kind, name), and the expected policy statuses, from the case's status.yaml."""
+def _golden_expectations(input_path: Path) -> dict[tuple[str, str], list[str]]:
+    """Errors (not warnings) by (kind, name), from the case's status.yaml."""
     status_path = input_path.with_name("status.yaml")
     if not status_path.is_file():
-        return {}, {}
+        return {}
     status = yaml.safe_load(status_path.read_text()) or {}
     errors: dict[tuple[str, str], list[str]] = {}
     for problem in status.get("problems") or []:
         match = _PROBLEM.match(str(problem))
         if match and not match["text"].startswith("warning:"):
             errors.setdefault((match["kind"], match["name"]), []).append(match["text"])
-    return errors, status.get("policies") or {}
+    return errors
 
 
 def policy_documents(crd_kinds: set[str]) -> Iterator[PolicyDoc]:
@@ -142,14 +144,14 @@ def policy_documents(crd_kinds: set[str]) -> Iterator[PolicyDoc]:
     whose kind has a CRD (local-only kinds such as Inventory are left out).
 
     Examples must all be valid. A golden input is valid unless its case's status.yaml lists an error for it: then it
-    is INVALID_SEMANTICS when the expected status is Accepted=False reason Invalid (our validator parsed it and found
-    it wrong; cross-references such as an unknown subset are beyond a CRD schema), otherwise REJECTED (our models
-    could not even parse it, so the CRD generated from them must refuse it as well).
+    is INVALID_SEMANTICS when our models parse it but the validator finds it wrong (cross-references such as an
+    unknown subset are beyond a CRD schema), otherwise REJECTED (our models could not even parse it, so the CRD
+    generated from them must refuse it as well).
     """
     paths = sorted({*REPO.glob("examples/**/*.yaml"), *REPO.glob("tests/golden/cases/*/input.yaml")})
     for path in paths:
         golden = path.name == "input.yaml" and "golden" in path.parts
-        errors, policies = _golden_expectations(path) if golden else ({}, {})
+        errors = _golden_expectations(path) if golden else {}
         for index, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if not (
                 isinstance(doc, dict)
@@ -161,7 +163,6 @@ def policy_documents(crd_kinds: set[str]) -> Iterator[PolicyDoc]:
             problems = errors.get((doc["kind"], str(meta.get("name"))), [])
             expected = VALID
             if problems:
-                key = f"{doc['kind']}/{meta.get('namespace') or 'default'}/{meta.get('name')}"
-                invalid = policies.get(key, {}).get("reason") == "Invalid"
-                expected = INVALID_SEMANTICS if invalid else REJECTED
+                # Parsed by our models but wrong (cross-references beyond a CRD schema), or not even parsed.
+                expected = INVALID_SEMANTICS if validate_document(doc).obj is not None else REJECTED
             yield PolicyDoc(path, index, doc, expected, tuple(problems))

@@ -14,7 +14,8 @@ from typing import Any
 
 import kopf
 
-from mesh_operator.api import API_GROUP, API_VERSION
+from mesh_operator.api import API_GROUP, API_VERSION, CRD_KINDS
+from mesh_operator.crdgen import plural as plural_of
 from mesh_operator.kube.rest import Connection
 from mesh_operator.kube.store import Store
 
@@ -25,11 +26,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "Pod": ("", "v1", "pods"),
     "Node": ("", "v1", "nodes"),
     "Namespace": ("", "v1", "namespaces"),
-    "Mesh": (API_GROUP, API_VERSION, "meshes"),
-    "TrafficPolicy": (API_GROUP, API_VERSION, "trafficpolicies"),
-    "RetryPolicy": (API_GROUP, API_VERSION, "retrypolicies"),
-    "AccessPolicy": (API_GROUP, API_VERSION, "accesspolicies"),
-    "AuthenticationPolicy": (API_GROUP, API_VERSION, "authenticationpolicies"),
+    **{kind: (API_GROUP, API_VERSION, plural_of(kind)) for kind in CRD_KINDS},
 }
 
 

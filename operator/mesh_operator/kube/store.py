@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh_operator.api import Mesh
+from mesh_operator.api import CRD_KINDS, Mesh
+from mesh_operator.crdgen import plural as plural_of
 from mesh_operator.kube.adapter import AdaptProblem, ClusterObjects, adapt
 from mesh_operator.translate import MeshState, PolicyKey
 from mesh_operator.translate.state import Policy
@@ -21,7 +22,7 @@ from mesh_operator.validation.violations import Violation
 
 #: kind -> field of ClusterObjects, for core kinds
 CORE_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Pod": "pods", "Node": "nodes"}
-POLICY_KINDS = ("TrafficPolicy", "RetryPolicy", "AccessPolicy", "AuthenticationPolicy")
+POLICY_KINDS = tuple(kind for kind in CRD_KINDS if kind != "Mesh")
 #: every kind the operator watches (the ready gate waits for the initial LIST of each)
 WATCHED_KINDS = (*CORE_KINDS, "Namespace", "Mesh", *POLICY_KINDS)
 
@@ -45,12 +46,7 @@ class Snapshot:
     policies: dict[PolicyKey, PolicyRecord] = field(default_factory=dict)
 
 
-_PLURALS = {
-    "TrafficPolicy": "trafficpolicies",
-    "RetryPolicy": "retrypolicies",
-    "AccessPolicy": "accesspolicies",
-    "AuthenticationPolicy": "authenticationpolicies",
-}
+_PLURALS = {kind: plural_of(kind) for kind in POLICY_KINDS}
 
 
 def _clean(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mesh_operator.api import CRD_KINDS
 from mesh_operator.control.certs import CertificateManager
+from mesh_operator.crdgen import plural as plural_of
 from mesh_operator.local import sidecar
 from mesh_operator.testing.localmesh import ECHO_APP, Response, eventually, http
 from mesh_operator.translate.state import WorkloadInfo
@@ -46,7 +48,8 @@ from xds_server.ports import free_port
 __all__ = ["KubeMesh", "OperatorProcess", "eventually"]
 
 GROUP, VERSION = "meshwork.io", "v1alpha1"
-PLURALS = {"TrafficPolicy": "trafficpolicies", "RetryPolicy": "retrypolicies", "AccessPolicy": "accesspolicies"}
+#: kind -> plural of every policy kind (as the CRDs name them)
+PLURALS = {kind: plural_of(kind) for kind in CRD_KINDS if kind != "Mesh"}
 
 
 @dataclass
