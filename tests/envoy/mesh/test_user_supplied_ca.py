@@ -52,5 +52,6 @@ def test_workload_certificates_are_issued_by_a_user_supplied_intermediate(
         assert served.issuer == intermediate.certificate.subject
         # ... and the trust bundle the sidecars use is the supplied root.
         certs = json.loads(m.sidecar_admin("backend-1", "/certs"))["certificates"]
-        ca_serials = {c["serial_number"] for entry in certs for c in entry.get("ca_cert", [])}
-        assert format(root.certificate.serial_number, "x") in ca_serials
+        # Envoy prints serials as hex padded to whole bytes ("05ab..."): compare the numbers.
+        ca_serials = {int(c["serial_number"], 16) for entry in certs for c in entry.get("ca_cert", [])}
+        assert root.certificate.serial_number in ca_serials
