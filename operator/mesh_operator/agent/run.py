@@ -19,19 +19,9 @@ from mesh_operator.agent.bootstrap import bootstrap, sds_files
 from mesh_operator.agent.client import Certificate, Refused, request_certificate
 from mesh_operator.agent.config import AgentConfig
 from mesh_operator.agent.health import HealthServer
+from mesh_operator.files import atomic_write
 
 log = logging.getLogger("meshwork.agent")
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _publish(creds: Path, gen: Path) -> None:
@@ -98,8 +88,8 @@ class Agent:
         )
         if cert.identity != self.cfg.spiffe_id:
             raise Refused(200, f"the control plane signed {cert.identity}, expected {self.cfg.spiffe_id}")
-        _atomic_write(gen / "ca.pem", cert.trust_bundle_pem.encode(), 0o644)
-        _atomic_write(gen / "cert.pem", cert.chain_pem.encode(), 0o600)
+        atomic_write(gen / "ca.pem", cert.trust_bundle_pem.encode(), 0o644)
+        atomic_write(gen / "cert.pem", cert.chain_pem.encode(), 0o600)
         _publish(creds, gen)
         self.certificate = cert
         log.info("certificate for %s valid until %s", cert.identity, cert.not_after)
@@ -124,9 +114,9 @@ class Agent:
     # -- Envoy ------------------------------------------------------------------------------------------------
     def write_bootstrap(self) -> Path:
         for sds_path, doc in sds_files(self.cfg).items():
-            _atomic_write(Path(sds_path), json.dumps(doc).encode(), 0o600)
+            atomic_write(Path(sds_path), json.dumps(doc).encode(), 0o600)
         path = self.cfg.work_dir / "envoy.json"
-        _atomic_write(path, json.dumps(bootstrap(self.cfg), indent=1).encode(), 0o600)
+        atomic_write(path, json.dumps(bootstrap(self.cfg), indent=1).encode(), 0o600)
         return path
 
     def envoy_argv(self, bootstrap_path: Path) -> list[str]:

@@ -8,13 +8,13 @@ the control plane's SPIFFE ID. Key files are owner-only, in an owner-only direct
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mesh_operator.control.certs import CertificateManager
+from mesh_operator.files import atomic_write
 from mesh_operator.translate.state import WorkloadInfo
 from xds_server import ir
 from xds_server.ca import SpiffeId
@@ -46,9 +46,9 @@ def write_credentials(directory: Path, certs: CertificateManager, identity: str)
     creds = directory / "creds"
     creds.mkdir(mode=0o700, parents=True, exist_ok=True)
     keypair = certs.issuer.issue_keypair(SpiffeId.parse(identity), ttl=certs.leaf_ttl)
-    _atomic_write(creds / "cert.pem", keypair.chain_pem, 0o600)
-    _atomic_write(creds / "key.pem", keypair.private_key_pem, 0o600)
-    _atomic_write(creds / "ca.pem", certs.bundle.to_pem(), 0o644)
+    atomic_write(creds / "cert.pem", keypair.chain_pem, 0o600)
+    atomic_write(creds / "key.pem", keypair.private_key_pem, 0o600)
+    atomic_write(creds / "ca.pem", certs.bundle.to_pem(), 0o644)
     return keypair.not_before + (keypair.not_after - keypair.not_before) / 2
 
 
@@ -79,7 +79,7 @@ def prepare(
     if delta:
         doc["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
     bootstrap = directory / "bootstrap.json"
-    _atomic_write(bootstrap, json.dumps(doc, indent=2).encode(), 0o600)
+    atomic_write(bootstrap, json.dumps(doc, indent=2).encode(), 0o600)
     return SidecarFiles(directory, bootstrap, renew_at)
 
 
@@ -115,14 +115,3 @@ def _harden_xds_tls(doc: dict[str, Any], control_plane_id: str, creds_dir: str) 
         ctx["validation_context"]["match_typed_subject_alt_names"] = [
             {"san_type": "URI", "matcher": {"exact": control_plane_id}}
         ]
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
