@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--watch-client-timeout", type=float, default=90.0, help="seconds without an answer before a watch is re-listed"
     )
+    p.add_argument(
+        "--resync-period", type=float, default=300.0, help="seconds between full LISTs of every kind (0: off)"
+    )
     p.add_argument("--status-interval", type=float, default=1.0, help="at most one status write per policy per this")
     p.add_argument("--debounce", type=float, default=0.1, help="translate this long after the last change")
     p.add_argument("--max-debounce", type=float, default=1.0, help="... and at most this long after the first")
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_port=args.webhook_port,
         watch_server_timeout=args.watch_server_timeout,
         watch_client_timeout=args.watch_client_timeout,
+        resync_period=args.resync_period,
         status_interval=args.status_interval,
         debounce=args.debounce,
         max_debounce=args.max_debounce,

@@ -34,9 +34,10 @@ from aiohttp import web
 from mesh_operator import inject
 from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.inject.settings import InjectionSettings
-from mesh_operator.kube.handlers import build_registry
+from mesh_operator.kube.handlers import RESOURCES, build_registry
 from mesh_operator.kube.receipts import merged_receipts
 from mesh_operator.kube.rest import Connection, Rest, connection
+from mesh_operator.kube.resync import Resyncer
 from mesh_operator.kube.store import Snapshot, Store
 from mesh_operator.kube.writer import StatusWriter
 from xds_server.ca import store as ca_store
@@ -67,6 +68,8 @@ class OperatorOptions:
     watch_server_timeout: float = 60.0
     watch_client_timeout: float = 90.0
     watch_connect_timeout: float = 10.0
+    #: a full LIST of every watched kind this often, reconciled into the store (0: never)
+    resync_period: float = 300.0
     status_interval: float = 1.0
     #: translation waits this long after the last change, at most ``max_debounce`` after the first
     debounce: float = 0.1
@@ -107,6 +110,7 @@ class Operator:
         self.lease: Any = None
         self.peers: Any = None
         self.webhook: Any = None
+        self.resyncer: Resyncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._stop_kopf = threading.Event()
@@ -161,6 +165,9 @@ class Operator:
             min_interval=o.status_interval,
         )
         self._tasks += [self._spawn(self._feed()), self._spawn(self.writer.run())]
+        if o.resync_period > 0:
+            self.resyncer = Resyncer(self.rest, self.store, RESOURCES, period=o.resync_period)
+            self._tasks.append(self._spawn(self.resyncer.run()))
         if o.webhook_port is not None:
             from mesh_operator.kube.admission import AdmissionServer, validate_review
 
@@ -310,6 +317,11 @@ class Operator:
             "objects": {k: self.store.count(k) for k in ("Service", "EndpointSlice", "Pod", "TrafficPolicy")},
             "problems": [str(p) for p in (self.snapshot.problems if self.snapshot else [])],
             "peers": self.peers.describe() if self.peers is not None else {},
+            "resync": (
+                {"rounds": self.resyncer.rounds, "corrected": self.resyncer.corrected, "removed": self.resyncer.removed}
+                if self.resyncer is not None
+                else None
+            ),
         }
 
     async def _kubez(self, request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ own objects (our status writes coming back through the watch) are recorded but d
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,8 @@ class Store:
         self._objects: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in WATCHED_KINDS}
         #: (kind, key) -> (generation, parsed policy or None, violations)
         self._parsed: dict[tuple[str, str], tuple[int, Any, tuple[Violation, ...]]] = {}
+        #: (kind, key) -> resourceVersion of the deletion the watch reported (until a later LIST covers it)
+        self._tombstones: dict[tuple[str, str], int] = {}
         self._synced = threading.Event()
         self.on_change = on_change
         self._mesh_cache: tuple[tuple[Any, Any], Mesh | None] | None = None
@@ -76,25 +78,64 @@ class Store:
     # ----------------------------------------------------------------- written by the watch handlers
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> None:
-        k = _key(body)
-        relevant = True
         with self._lock:
-            previous = self._objects[kind].get(k)
-            self._objects[kind][k] = body
-            if kind in POLICY_KINDS or kind == "Mesh":
-                relevant = previous is None or _generation(previous) != _generation(body)
-                if relevant and kind in POLICY_KINDS:
-                    self._parse(kind, k, body)
+            relevant = self._upsert_locked(kind, _key(body), body)
         if relevant:
             self._changed()
 
     def delete(self, kind: str, body: Mapping[str, Any]) -> None:
-        k = _key(body)
         with self._lock:
-            gone = self._objects[kind].pop(k, None)
-            self._parsed.pop((kind, k), None)
-        if gone is not None:
+            gone = self._delete_locked(kind, _key(body), _resource_version(body))
+        if gone:
             self._changed()
+
+    def reconcile(self, kind: str, items: Sequence[Mapping[str, Any]], list_version: int) -> tuple[int, int]:
+        """Make the store agree with a full LIST of ``kind`` taken at ``list_version`` (the periodic resync).
+
+        The watch normally keeps the store current; this catches what a watch can miss (a deletion during a long
+        partition whose re-list the watch never saw). Nothing newer than the LIST is ever undone: an object is
+        replaced only by a newer resourceVersion, removed only if the store's copy predates the LIST, and not
+        brought back if the watch saw it deleted later. Returns (objects added or replaced, objects removed)."""
+        changed = removed = 0
+        relevant = False
+        with self._lock:
+            listed = {_key(body): body for body in items}
+            for k, body in listed.items():
+                current = self._objects[kind].get(k)
+                version = _resource_version(body)
+                tomb = self._tombstones.get((kind, k))
+                if version is None or (tomb is not None and tomb >= version):
+                    continue
+                if current is None or (_resource_version(current) or 0) < version:
+                    changed += 1
+                    relevant |= self._upsert_locked(kind, k, body)
+            for k in [k for k in self._objects[kind] if k not in listed]:
+                current_version = _resource_version(self._objects[kind][k])
+                if current_version is not None and current_version <= list_version:
+                    removed += self._delete_locked(kind, k, None)
+            # The LIST reflects every deletion before it: older tombstones are no longer needed.
+            self._tombstones = {tk: v for tk, v in self._tombstones.items() if tk[0] != kind or v > list_version}
+        if relevant or removed:
+            self._changed()
+        return changed, removed
+
+    def _upsert_locked(self, kind: str, k: str, body: Mapping[str, Any]) -> bool:
+        previous = self._objects[kind].get(k)
+        self._objects[kind][k] = body
+        self._tombstones.pop((kind, k), None)
+        if kind not in POLICY_KINDS and kind != "Mesh":
+            return True
+        relevant = previous is None or _generation(previous) != _generation(body)
+        if relevant and kind in POLICY_KINDS:
+            self._parse(kind, k, body)
+        return relevant
+
+    def _delete_locked(self, kind: str, k: str, version: int | None) -> bool:
+        gone = self._objects[kind].pop(k, None)
+        self._parsed.pop((kind, k), None)
+        if version is not None:
+            self._tombstones[(kind, k)] = version
+        return gone is not None
 
     def mark_synced(self) -> None:
         """The initial LIST of every watched kind is in."""
@@ -179,6 +220,15 @@ def _records(
             unparsed = violations if obj is None else ()
             records[pkey] = PolicyRecord(pkey, _PLURALS[kind], generation, body.get("status") or {}, unparsed)
     return records
+
+
+def _resource_version(body: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as a number (etcd's revision), None if it is not one."""
+    value = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _generation(body: Mapping[str, Any]) -> int:
