@@ -1,16 +1,16 @@
 """Envoy's bootstrap, written by the agent: ADS over mTLS to the control plane.
 
-The xDS client certificate and the trust bundle come from **file-based SDS** (``path_config_source`` with a
-``watched_directory``): Envoy re-reads them when the agent swaps the credentials directory's ``..data`` link,
-so a renewal never restarts Envoy. (Plain ``filename`` data sources in a static cluster are read once: a renewed
-file would only be seen by a new Envoy.) Otherwise the same cluster as ``xds_server.translate.ads_bootstrap``,
+The xDS client certificate and the trust bundle come from file-based SDS (``mesh_operator.agent.creds``), so a
+renewal never restarts Envoy. Otherwise the same cluster as ``xds_server.translate.ads_bootstrap``,
 built here without importing the translator: the agent must stay small."""
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
+from mesh_operator.agent import creds
 from mesh_operator.agent.config import AgentConfig
 
 _HPO = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -30,37 +30,9 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-CERT_SECRET = "xds-client-certificate"
-CA_SECRET = "xds-trust-bundle"
-_SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-
-
-def _sds(cfg: AgentConfig, name: str) -> dict[str, Any]:
-    path = cfg.work_dir / f"sds-{name}.json"
-    source = {"path_config_source": {"path": str(path), "watched_directory": {"path": str(cfg.creds_dir)}}}
-    return {"name": name, "sds_config": {**source, "resource_api_version": "V3"}}
-
-
-def sds_files(cfg: AgentConfig) -> dict[str, dict[str, Any]]:
-    """The two SDS files (path -> content) the bootstrap refers to; they point at the credential links."""
-    creds = cfg.creds_dir
-    cert = {
-        "@type": _SECRET,
-        "name": CERT_SECRET,
-        "tls_certificate": {
-            "certificate_chain": {"filename": str(creds / "cert.pem")},
-            "private_key": {"filename": str(creds / "key.pem")},
-        },
-    }
-    ca = {
-        "@type": _SECRET,
-        "name": CA_SECRET,
-        "validation_context": {"trusted_ca": {"filename": str(creds / "ca.pem")}},
-    }
-    return {
-        str(cfg.work_dir / f"sds-{CERT_SECRET}.json"): {"resources": [cert]},
-        str(cfg.work_dir / f"sds-{CA_SECRET}.json"): {"resources": [ca]},
-    }
+def sds_files(cfg: AgentConfig) -> dict[Path, dict[str, Any]]:
+    """The two SDS files (path -> content) the bootstrap refers to."""
+    return creds.sds_files(cfg.work_dir, cfg.creds_dir)
 
 
 def bootstrap(cfg: AgentConfig) -> dict[str, Any]:
@@ -91,19 +63,7 @@ def bootstrap(cfg: AgentConfig) -> dict[str, Any]:
             "typed_config": {
                 "@type": _TLS,
                 "sni": host,
-                "common_tls_context": {
-                    "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
-                    "alpn_protocols": ["h2"],
-                    "tls_certificate_sds_secret_configs": [_sds(cfg, CERT_SECRET)],
-                    "combined_validation_context": {
-                        "default_validation_context": {
-                            "match_typed_subject_alt_names": [
-                                {"san_type": "URI", "matcher": {"exact": cfg.control_plane_id}}
-                            ]
-                        },
-                        "validation_context_sds_secret_config": _sds(cfg, CA_SECRET),
-                    },
-                },
+                "common_tls_context": creds.client_tls_context(cfg.work_dir, cfg.creds_dir, cfg.control_plane_id),
             },
         },
     }

@@ -18,27 +18,11 @@ from mesh_operator.agent import csr
 from mesh_operator.agent.bootstrap import bootstrap, sds_files
 from mesh_operator.agent.client import Certificate, Refused, request_certificate
 from mesh_operator.agent.config import AgentConfig
+from mesh_operator.agent.creds import new_generation, publish
 from mesh_operator.agent.health import HealthServer
 from mesh_operator.files import atomic_write
 
 log = logging.getLogger("meshwork.agent")
-
-
-def _publish(creds: Path, gen: Path) -> None:
-    """Point ``creds/..data`` at ``gen`` with one atomic rename, then drop older generations."""
-    tmp = creds / "..data_tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(gen.name)
-    os.replace(tmp, creds / "..data")
-    for name in ("cert.pem", "key.pem", "ca.pem"):
-        link = creds / name
-        if not link.is_symlink():
-            link.symlink_to(f"..data/{name}")
-    for old in creds.glob("..gen-*"):
-        if old != gen:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
 
 
 def renew_delay(not_after: datetime, now: datetime, rng: random.Random | None = None) -> float:
@@ -62,17 +46,12 @@ class Agent:
     def obtain(self) -> Certificate:
         """One certificate for this pod, published where Envoy reads (and watches) it.
 
-        The three files change together, atomically, as Kubernetes' atomic writer does and Envoy's
-        ``watched_directory`` expects: a new generation directory ``..gen-N`` is written in full, then the
-        ``..data`` symlink is swapped to it by one rename; ``cert.pem``, ``key.pem`` and ``ca.pem`` are fixed
-        symlinks through ``..data``. Replacing the files one by one instead leaves Envoy a moment with a new
-        certificate and the old key, and it keeps the old pair."""
+        The new key, certificate and bundle are written into a new generation and swapped in at once
+        (``mesh_operator.agent.creds``)."""
         creds = self.cfg.creds_dir
-        creds.mkdir(mode=0o700, parents=True, exist_ok=True)
         token = self.cfg.token_path.read_text().strip()
         self.generation += 1
-        gen = creds / f"..gen-{os.getpid()}-{self.generation}"
-        gen.mkdir(mode=0o700)
+        gen = new_generation(creds, f"{os.getpid()}-{self.generation}")
         next_key = gen / "key.pem"
         request = csr.in_child(self.cfg.spiffe_id, next_key)
         # The first request trusts the mounted bundle; renewals trust the bundle the control plane sent last.
@@ -90,7 +69,7 @@ class Agent:
             raise Refused(200, f"the control plane signed {cert.identity}, expected {self.cfg.spiffe_id}")
         atomic_write(gen / "ca.pem", cert.trust_bundle_pem.encode(), 0o644)
         atomic_write(gen / "cert.pem", cert.chain_pem.encode(), 0o600)
-        _publish(creds, gen)
+        publish(creds, gen)
         self.certificate = cert
         log.info("certificate for %s valid until %s", cert.identity, cert.not_after)
         return cert
@@ -114,7 +93,7 @@ class Agent:
     # -- Envoy ------------------------------------------------------------------------------------------------
     def write_bootstrap(self) -> Path:
         for sds_path, doc in sds_files(self.cfg).items():
-            atomic_write(Path(sds_path), json.dumps(doc).encode(), 0o600)
+            atomic_write(sds_path, json.dumps(doc).encode(), 0o600)
         path = self.cfg.work_dir / "envoy.json"
         atomic_write(path, json.dumps(bootstrap(self.cfg), indent=1).encode(), 0o600)
         return path

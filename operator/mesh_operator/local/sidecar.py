@@ -1,7 +1,8 @@
 """Everything one local sidecar needs on disk: its bootstrap and its credentials for the xDS connection.
 
 The xDS connection is mTLS: the sidecar presents a certificate of its workload's identity, issued when the sidecar
-is set up and renewed by the runner at half its life (Envoy reloads it through ``watched_directory``). It checks
+is set up and renewed by the runner at half its life. Envoy reads it through file-based SDS and reloads it when a
+renewal swaps the credentials in (the pod agent's way, ``mesh_operator.agent.creds``), without a restart. It checks
 the control plane's SPIFFE ID. Key files are owner-only, in an owner-only directory.
 """
 
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mesh_operator.agent.creds import client_tls_context, new_generation, publish, sds_files
 from mesh_operator.control.certs import CertificateManager
 from mesh_operator.files import atomic_write
 from mesh_operator.translate.state import WorkloadInfo
@@ -44,11 +46,12 @@ def node_info(w: WorkloadInfo, trust_domain: str) -> ir.NodeInfo:
 def write_credentials(directory: Path, certs: CertificateManager, identity: str) -> datetime:
     """(Re)issue the sidecar's xDS client certificate into ``directory/creds``; returns when to renew it."""
     creds = directory / "creds"
-    creds.mkdir(mode=0o700, parents=True, exist_ok=True)
     keypair = certs.issuer.issue_keypair(SpiffeId.parse(identity), ttl=certs.leaf_ttl)
-    atomic_write(creds / "cert.pem", keypair.chain_pem, 0o600)
-    atomic_write(creds / "key.pem", keypair.private_key_pem, 0o600)
-    atomic_write(creds / "ca.pem", certs.bundle.to_pem(), 0o644)
+    gen = new_generation(creds, f"{keypair.serial_number:x}")
+    atomic_write(gen / "cert.pem", keypair.chain_pem, 0o600)
+    atomic_write(gen / "key.pem", keypair.private_key_pem, 0o600)
+    atomic_write(gen / "ca.pem", certs.bundle.to_pem(), 0o644)
+    publish(creds, gen)
     return keypair.not_before + (keypair.not_after - keypair.not_before) / 2
 
 
@@ -75,7 +78,7 @@ def prepare(
         ca_path=str(creds / "ca.pem"),
         server_name="meshwork-control-plane",
     )
-    _harden_xds_tls(doc, str(certs.control_plane_identity()), str(creds))
+    _use_file_sds(doc, directory, creds, str(certs.control_plane_identity()))
     if delta:
         doc["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
     bootstrap = directory / "bootstrap.json"
@@ -103,15 +106,12 @@ def envoy_argv(files: SidecarFiles, log_level: str = "warning", concurrency: int
     ]
 
 
-def _harden_xds_tls(doc: dict[str, Any], control_plane_id: str, creds_dir: str) -> None:
-    """Check the server's SPIFFE ID, and reload rotated client credentials from the watched directory."""
+def _use_file_sds(doc: dict[str, Any], directory: Path, creds: Path, control_plane_id: str) -> None:
+    """The xDS cluster reads its credentials through file-based SDS (reloaded on renewal) and checks the control
+    plane's SPIFFE ID."""
+    for path, content in sds_files(directory, creds).items():
+        atomic_write(path, json.dumps(content).encode(), 0o600)
     for cluster in doc["static_resources"]["clusters"]:
         sock = cluster.get("transport_socket")
-        if not sock:
-            continue
-        ctx = sock["typed_config"]["common_tls_context"]
-        for cert in ctx.get("tls_certificates", []):
-            cert["watched_directory"] = {"path": creds_dir}
-        ctx["validation_context"]["match_typed_subject_alt_names"] = [
-            {"san_type": "URI", "matcher": {"exact": control_plane_id}}
-        ]
+        if sock:
+            sock["typed_config"]["common_tls_context"] = client_tls_context(directory, creds, control_plane_id)

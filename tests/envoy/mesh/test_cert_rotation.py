@@ -30,13 +30,22 @@ REFUSED = (ssl.SSLError, ConnectionError, http.client.RemoteDisconnected, http.c
 
 
 def served_cert(m: RunningMesh, workload: str) -> dict[str, str]:
-    """The workload certificate the sidecar presents in the mesh (SDS, shown ``<inline>`` by the admin ``/certs``;
-    the file-based one is its xDS client certificate): serial and expiration time."""
+    """The workload certificate the sidecar presents in the mesh (SDS from the control plane; the other one in the
+    admin ``/certs`` is its xDS client certificate, on disk): serial and expiration time."""
     certs = json.loads(m.sidecar_admin(workload, "/certs"))["certificates"]
-    chains = [c["cert_chain"][0] for c in certs if c.get("cert_chain") and c["cert_chain"][0]["path"] == "<inline>"]
-    assert chains, certs
-    first: dict[str, str] = chains[0]
+    xds_client = _on_disk_serial(m, workload)
+    chains = [c["cert_chain"][0] for c in certs if c.get("cert_chain")]
+    served = [c for c in chains if int(c["serial_number"], 16) != xds_client]
+    assert served, certs
+    first: dict[str, str] = served[0]
     return first
+
+
+def _on_disk_serial(m: RunningMesh, workload: str) -> int:
+    from cryptography import x509
+
+    (creds,) = (m.builder.state_dir / "proxies").glob(f"*{workload}/creds")
+    return int(x509.load_pem_x509_certificate((creds / "cert.pem").read_bytes()).serial_number)
 
 
 def direct_get(m: RunningMesh, workload: str, *, tls: bool) -> int:
@@ -182,3 +191,30 @@ async def test_certz_warns_when_a_root_has_less_than_60_days_left() -> None:
     )
     [warning] = certz(plane, plane.rotator)["warnings"]
     assert "under 60 days" in warning and "start a staged root rotation" in warning
+
+
+def xds_client_cert(m: RunningMesh, workload: str) -> str:
+    """The serial of the xDS client certificate on disk, once the sidecar's Envoy has loaded it ("" before)."""
+    on_disk = _on_disk_serial(m, workload)
+    certs = json.loads(m.sidecar_admin(workload, "/certs"))["certificates"]
+    loaded = {int(c["cert_chain"][0]["serial_number"], 16) for c in certs if c.get("cert_chain")}
+    return f"{on_disk:x}" if on_disk in loaded else ""
+
+
+def uptime(m: RunningMesh, workload: str) -> int:
+    return int(json.loads(m.sidecar_admin(workload, "/server_info"))["uptime_all_epochs"].rstrip("s"))
+
+
+def test_the_xds_client_certificate_is_renewed_in_the_running_envoy(mesh: LocalMeshBuilder) -> None:
+    mesh.service("backend")
+    mesh.mesh(certificates={"workloadTtl": "10s"})
+    with mesh.run() as m:
+        first = xds_client_cert(m, "backend-1")
+        assert first, "Envoy does not use the xDS client certificate on disk"
+        started = uptime(m, "backend-1")
+        deadline = time.monotonic() + 30  # renewal at half of 10 s
+        while xds_client_cert(m, "backend-1") in (first, "") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert xds_client_cert(m, "backend-1") not in (first, ""), "Envoy did not load the renewed certificate"
+        assert uptime(m, "backend-1") >= started  # the same Envoy, not a restarted one
+        m.wait_converged()
