@@ -119,3 +119,26 @@ def test_an_apiserver_paused_with_sigstop_is_survived_and_changes_after_it_are_h
     mesh.apply(policy("after", "reviews", 3))
     mesh.wait_status("TrafficPolicy", "after", lambda o: settled([o]), timeout=40)
     assert op.admin("/debug/kubez")["kopf_alive"]
+
+
+def test_an_apiserver_restart_is_survived_and_changes_after_it_are_handled(
+    kube_mesh: KubeMesh, k8s_control_plane: TestControlPlane
+) -> None:
+    mesh = kube_mesh
+    mesh.pod("caller", service_account="caller", upstreams=["backend", "reviews"], serves=False)
+    mesh.service("backend", [])
+    mesh.service("reviews", [])
+    op = mesh.start_operator(extra_args=TIMEOUTS)
+    mesh.apply(policy("before", "backend", 2))
+    mesh.wait_status("TrafficPolicy", "before", lambda o: settled([o]), timeout=30)
+    k8s_control_plane.restart_apiserver()  # every connection and watch is cut; etcd keeps the state
+    assert op.proc is not None and op.proc.poll() is None
+    mesh.apply(policy("after", "reviews", 3))
+    mesh.apply(policy("before", "backend", 4))
+    mesh.wait_status("TrafficPolicy", "after", lambda o: settled([o]), timeout=60)
+    updated = mesh.wait_status("TrafficPolicy", "before", lambda o: settled([o]), timeout=60)
+    assert updated["metadata"]["generation"] == 2
+    mesh.delete_service("reviews")  # a deletion after the restart reaches the store too
+    mesh.wait_status("TrafficPolicy", "after", lambda o: conditions(o).get("ResolvedRefs") == "False", timeout=60)
+    kubez = op.admin("/debug/kubez")
+    assert kubez["kopf_alive"] and kubez["ready"]

@@ -175,6 +175,7 @@ class TestControlPlane:
         self._workdir: Path | None = None
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
+        self._apiserver_argv: list[str] = []
         self._logs: list[IO[bytes]] = []
         self._pki: _Pki | None = None
         self.secure_port = 0
@@ -356,31 +357,39 @@ class TestControlPlane:
         self._wait_http(f"{etcd_url}/health", self._etcd, self.etcd_log, "etcd", context=None)
 
         pki = self.pki
-        self._apiserver = self._spawn(
-            [
-                str(self.binaries.kube_apiserver),
-                f"--etcd-servers={etcd_url}",
-                "--etcd-prefix=/meshwork-test",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={secure_port}",
-                f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                f"--tls-cert-file={pki.serving_cert}",
-                f"--tls-private-key-file={pki.serving_key}",
-                f"--client-ca-file={pki.client_ca}",
-                "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--endpoint-reconciler-type=none",
-                *self.extra_apiserver_args,
-            ],
-            self.apiserver_log,
-        )
+        self._apiserver_argv = [
+            str(self.binaries.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--etcd-prefix=/meshwork-test",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={secure_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.client_ca}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--endpoint-reconciler-type=none",
+            *self.extra_apiserver_args,
+        ]
+        self._start_apiserver()
+
+    def _start_apiserver(self) -> None:
+        self._apiserver = self._spawn(self._apiserver_argv, self.apiserver_log)
         self._wait_http(f"{self.url}/readyz", self._apiserver, self.apiserver_log, "kube-apiserver", self.ssl_context())
+
+    def restart_apiserver(self) -> None:
+        """Stop the kube-apiserver and start it again on the same port with the same etcd (what a control-plane
+        upgrade or a crash does to clients: every connection and watch is cut)."""
+        if self._apiserver is not None:
+            _stop_child(self._apiserver, self.stop_timeout)
+        self._start_apiserver()
 
     def _wait_http(
         self,
