@@ -1,4 +1,4 @@
-"""``meshctl diff -f PATH... --against DIR``: what applying the files would change on every proxy.
+"""``meshctl diff -f PATH... [--against DIR|cluster]``: what applying the files would change on every proxy.
 
 The files are laid over the current mesh (the documents in DIR) the way ``kubectl apply`` lays objects over a
 cluster: an object with the same kind, namespace and name replaces the current one, new objects are added. Exit
@@ -26,9 +26,16 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("diff", help="per proxy, what applying the files would change (exit 0 none, 1 changes)")
     p.add_argument("-f", "--filename", dest="paths", action="append", required=True, help="file or directory")
     p.add_argument(
-        "--against", required=True, metavar="DIR", help="the current mesh: a directory of mesh YAML (as local mode)"
+        "--against",
+        default="cluster",
+        metavar="DIR|cluster",
+        help="the current mesh: a directory of mesh YAML (as local mode), or `cluster` (default): the one of "
+        "--kubeconfig/--context",
     )
     p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    p.add_argument("--kubeconfig", help="with --against cluster (default: $KUBECONFIG)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("-n", "--namespace", help="namespace of policies that name none (default: the context's)")
     p.set_defaults(func=run)
 
 
@@ -60,8 +67,28 @@ def states(paths: list[str], against: str) -> tuple[MeshState, MeshState, list[s
     return current.state(), overlay(current, change).state(), [str(p) for p in change.warnings]
 
 
+def cluster_states(args: argparse.Namespace) -> tuple[MeshState, MeshState, list[str]] | None:
+    from meshctl import cluster
+    from meshctl.cluster_state import overlay, read_state
+    from meshctl.errors import AdminUnavailable
+
+    change = load_paths(args.paths)
+    if change.errors:
+        for p in change.errors:
+            err(str(p))
+        return None
+    try:
+        before, _problems = read_state(args)
+        namespace = cluster.namespace_of(args)
+    except AdminUnavailable as e:
+        err(str(e))
+        return None
+    after = overlay(before, [obj for _, obj in change.objects], namespace)
+    return before, after, [str(p) for p in change.warnings]
+
+
 def run(args: argparse.Namespace) -> int:
-    loaded = states(args.paths, args.against)
+    loaded = cluster_states(args) if args.against == "cluster" else states(args.paths, args.against)
     if loaded is None:
         return 2
     before, after, warnings = loaded

@@ -157,7 +157,7 @@ def route_matches(m: ir.RouteMatch, path: str, query: str, headers: dict[str, st
     return True
 
 
-def _principal_matches(p: ir.Principal, identity: str) -> bool:
+def principal_matches(p: ir.Principal, identity: str) -> bool:
     if p.request is not None:  # an end user's JWT: the simulated request carries none
         return False
     if p.spiffe_exact is not None:
@@ -177,7 +177,7 @@ def _request_matches(r: ir.RequestMatch, path: str, headers: dict[str, str]) -> 
 
 def rule_matches(rule: ir.AccessRule, identity: str, path: str, headers: dict[str, str]) -> bool:
     principals = rule.principals or (ir.Principal(any=True),)
-    if not any(_principal_matches(p, identity) for p in principals):
+    if not any(principal_matches(p, identity) for p in principals):
         return False
     return not rule.requests or any(_request_matches(r, path, headers) for r in rule.requests)
 
