@@ -5,6 +5,7 @@ the operator writes it: ``status.observedGeneration`` caught up with the applied
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,6 @@ def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     except client.ApiException as e:
         detail = ""
         try:
-            import json
-
             detail = json.loads(e.body or "{}").get("message", "")
         except (ValueError, AttributeError):
             pass
@@ -109,8 +108,9 @@ def apply_documents(api: Any, docs: list[dict[str, Any]], namespace: str) -> lis
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type="application/apply-patch+yaml",
+            _preload_content=False,  # the client does not deserialize apply-patch answers; read the JSON itself
         )
-        generation = int(result["metadata"].get("generation", 1))
+        generation = int(json.loads(result.data)["metadata"].get("generation", 1))
         print(f"{kind.lower()}/{name} applied in {ns} (generation {generation})")
         out.append((kind, ns, name, generation))
     return out

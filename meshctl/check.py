@@ -1,7 +1,9 @@
 """``meshctl check``: is the mesh healthy and are its policies sound? Exit 1 on any error, 2 when nothing could be
 checked (bad input, the target unreachable).
 
-- ``-f PATH...``: mesh analysis of the files with stable codes MW0001… (:mod:`mesh_operator.analysis.findings`).
+- ``-f PATH...``: mesh analysis of the files with stable codes MW0001… (:mod:`mesh_operator.analysis.findings`);
+  with ``--kubeconfig``/``--context``, of the cluster's mesh as it would be with the files applied (for a pull
+  request). Health checks are not run then.
 - ``--admin URL`` (local mode) or a cluster (``--kubeconfig``/``--context``): the control plane answers, every
   proxy is connected and in sync, the root and issuer certificates are valid for at least 60 more days; on a
   cluster also the CRDs (installed, serving the version this meshctl speaks, schema up to date) and the webhooks
@@ -30,6 +32,7 @@ from meshctl.status import SYNCED, proxy_rows
 
 #: Certificates must stay valid this much longer (Linkerd's trust-anchor outages: linkerd2#3452, #4808).
 MIN_CERT_LIFETIME = timedelta(days=60)
+WEBHOOK_SELECTOR = "app.kubernetes.io/part-of=meshwork"
 #: Native sidecars (KEP-753) are on by default from 1.29.
 MIN_KUBERNETES = (1, 29)
 
@@ -65,22 +68,27 @@ def cluster_args(p: argparse.ArgumentParser) -> None:
         default=cluster.DEFAULT_ADMIN_SERVICE,
         help=f"the control plane's admin Service (default {cluster.DEFAULT_ADMIN_SERVICE})",
     )
+    p.add_argument(
+        "--webhook-selector",
+        default=WEBHOOK_SELECTOR,
+        help=f"label selector of Meshwork's webhook configurations (default {WEBHOOK_SELECTOR}, as the chart sets)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     checks: list[Check] = []
     try:
         on_cluster = bool(args.kubeconfig or args.context)
-        if args.paths:
+        if args.paths:  # the files, in the context of the cluster's mesh when one is named
             analysis = analysis_checks(args.paths, args if on_cluster and not args.pre else None)
             if analysis is None:
                 return 2
             checks += analysis
-        if on_cluster and args.pre:
+        elif on_cluster and args.pre:
             checks += pre_checks(cluster.api_client(args))
         elif on_cluster:
             api = cluster.api_client(args)
-            checks += crd_checks(api) + webhook_checks(api)
+            checks += crd_checks(api) + webhook_checks(api, args.webhook_selector)
             checks += control_plane_checks(lambda path: cluster.admin(api, args, path))
         elif args.admin_explicit:
             checks += control_plane_checks(lambda path: get(args.admin, path))
@@ -208,7 +216,7 @@ def _ca_bundle_check(name: str, bundle: str | None, now: datetime) -> Check:
     return Check("webhooks", "ok", name, f"caBundle holds {len(certs)} certificate(s) valid for 60+ days")
 
 
-def webhook_checks(api: Any) -> list[Check]:
+def webhook_checks(api: Any, selector: str = WEBHOOK_SELECTOR) -> list[Check]:
     from kubernetes import client
 
     adm = client.AdmissionregistrationV1Api(api)
@@ -218,13 +226,11 @@ def webhook_checks(api: Any) -> list[Check]:
         ("validating", adm.list_validating_webhook_configuration),
         ("mutating", adm.list_mutating_webhook_configuration),
     ):
-        for cfg in _k8s(f"listing {what} webhooks", lister).items:
-            if "meshwork" not in cfg.metadata.name:
-                continue
+        for cfg in _k8s(f"listing {what} webhooks", lister, label_selector=selector).items:
             for hook in cfg.webhooks or []:
                 out.append(_ca_bundle_check(f"{cfg.metadata.name}/{hook.name}", hook.client_config.ca_bundle, now))
     if not out:
-        out.append(Check("webhooks", "error", "webhooks", "no Meshwork webhook configuration is installed"))
+        out.append(Check("webhooks", "error", "webhooks", f"no webhook configuration matches {selector}"))
     return out
 
 

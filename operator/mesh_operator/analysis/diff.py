@@ -93,9 +93,8 @@ def _policy_id(obj: Any) -> str:
 
 
 def _spec(obj: Any) -> str:
-    data = obj.model_dump(mode="json", exclude={"status"})
-    data.get("metadata", {}).pop("generation", None)
-    return json.dumps(data, sort_keys=True, default=str)
+    """What a change of the object is: its spec (metadata such as uid, resourceVersion or generation is not)."""
+    return json.dumps(obj.model_dump(mode="json", include={"spec"}), sort_keys=True, default=str)
 
 
 def changed_inputs(before: MeshState, after: MeshState) -> tuple[str, ...]:
