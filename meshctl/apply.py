@@ -47,6 +47,12 @@ def cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="apply to this cluster (default: $KUBECONFIG)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", help="namespace of objects that name none (default: the context's)")
+    p.add_argument(
+        "--admin-service",
+        default=cluster.DEFAULT_ADMIN_SERVICE,
+        help="on a cluster, where a timeout looks up which proxies are behind (the control plane's admin Service, "
+        f"through the API server; default {cluster.DEFAULT_ADMIN_SERVICE}; --admin URL overrides)",
+    )
 
 
 def parse_duration(text: str) -> float:
@@ -74,19 +80,13 @@ def local_progress(policyz: dict[str, Any], sync: dict[str, Any], keys: list[str
     p = Progress()
     desired: dict[str, str] = policyz.get("desired", {})
     p.total = len(desired)
-    for node, wanted in sorted(desired.items()):
-        proxy = sync.get(node)
-        if proxy is None:
-            p.behind.append(f"{node} (not connected)")
-            continue
-        for type_url, t in sorted(proxy.get("types", {}).items()):
+    p.behind = proxies_behind(policyz, sync)
+    p.in_sync = p.total - len(p.behind)
+    for node in sorted(desired):
+        for type_url, t in sorted((sync.get(node) or {}).get("types", {}).items()):
             if t.get("rejecting") and t.get("last_nack"):
                 error = t["last_nack"]["error"]
                 p.failures.append(f"{node} rejected {type_url.rsplit('.', 1)[-1]}: {reason_line(error)}")
-        if proxy.get("acked_version") == wanted:
-            p.in_sync += 1
-        else:
-            p.behind.append(f"{node} (acked {proxy.get('acked_version') or 'nothing'}, wants {wanted})")
     for node, why in sorted(policyz.get("failed", {}).items()):
         p.failures.append(f"{node}: the control plane cannot build its config: {why}")
     if policyz.get("generation", 0) <= generation:
@@ -217,8 +217,21 @@ def apply_local(args: argparse.Namespace, loaded: Loaded, timeout: float) -> int
     )
 
 
-def wait(look: Any, timeout: float, reporter: Reporter | None = None) -> int:
-    """Poll ``look()`` (a :class:`Progress`) until done (0), failed or timed out (1), or unreachable (2)."""
+def proxies_behind(policyz: dict[str, Any], sync: dict[str, Any]) -> list[str]:
+    """Every proxy not on the version the control plane wants for it, as ``node (acked X, wants Y)``."""
+    out = []
+    for node, wanted in sorted(policyz.get("desired", {}).items()):
+        proxy = sync.get(node)
+        if proxy is None:
+            out.append(f"{node} (not connected)")
+        elif proxy.get("acked_version") != wanted:
+            out.append(f"{node} (acked {proxy.get('acked_version') or 'nothing'}, wants {wanted})")
+    return out
+
+
+def wait(look: Any, timeout: float, reporter: Reporter | None = None, on_timeout: Any = None) -> int:
+    """Poll ``look()`` (a :class:`Progress`) until done (0), failed or timed out (1), or unreachable (2).
+    ``on_timeout()``, if given, returns more lines for the timeout report (e.g. proxy names)."""
     reporter = reporter or Reporter()
     deadline = time.monotonic() + timeout
     last = Progress()
@@ -244,7 +257,7 @@ def wait(look: Any, timeout: float, reporter: Reporter | None = None) -> int:
         if time.monotonic() >= deadline:
             reporter.end()
             err(f"timed out after {timeout:g}s" + (f" waiting for {last.waiting_for}" if last.waiting_for else ""))
-            for line in last.behind:
+            for line in last.behind + (on_timeout() if on_timeout else []):
                 err(f"still behind: {line}")
             return 1
         time.sleep(POLL_SECONDS)

@@ -13,7 +13,7 @@ import yaml
 
 from mesh_operator.loader import Loaded, expand
 from meshctl import cluster
-from meshctl.apply import Progress, wait
+from meshctl.apply import Progress, proxies_behind, wait
 from meshctl.errors import AdminUnavailable
 from meshctl.output import err
 
@@ -78,7 +78,16 @@ def apply_cluster(args: argparse.Namespace, loaded: Loaded, timeout: float) -> i
         ]
         return cluster_progress(objs, [gen for *_, gen in applied])
 
-    return wait(look, timeout)
+    def proxy_names() -> list[str]:
+        """Policy status counts proxies but does not name them; the control plane's sync table does."""
+        try:
+            policyz = cluster.admin(api, args, "/debug/policyz")
+            sync = cluster.admin(api, args, "/debug/syncz")["proxies"]
+        except AdminUnavailable as e:
+            return [f"(proxy names unavailable: {e})"]
+        return proxies_behind(policyz, sync)
+
+    return wait(look, timeout, on_timeout=proxy_names)
 
 
 def apply_documents(api: Any, docs: list[dict[str, Any]], namespace: str) -> list[tuple[str, str, str, int]]:

@@ -5,6 +5,7 @@ docs/ci-pipelines.md (pull request: validate, analyse, diff against the cluster;
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -149,3 +150,40 @@ def test_an_unreachable_cluster_is_a_one_line_error_for_every_command(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "cannot reach the cluster" in err and "Traceback" not in err, (argv, err)
+
+
+def test_apply_wait_on_a_cluster_times_out_naming_the_proxies_still_behind(
+    kube_mesh: KubeMesh, k8s_control_plane: TestControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mesh = kube_mesh
+    mesh.pod("caller", service_account="caller", upstreams=["backend"], serves=False)
+    mesh.pod("backend-1", service_account="backend")
+    mesh.service("backend", ["backend-1"])
+    op = mesh.start_operator()
+    mesh.wait_connected(op)
+    policy = tmp_path / "traffic.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "meshwork.io/v1alpha1",
+                "kind": "TrafficPolicy",
+                "metadata": {"name": "backend"},
+                "spec": {"targetRef": {"name": "backend"}, "timeouts": {"request": "3s"}},
+            }
+        )
+    )
+    envoy = mesh.pods["caller"].envoy
+    assert envoy is not None
+    os.kill(envoy.pid, signal.SIGSTOP)  # the caller's Envoy cannot ACK the new routes
+    try:
+        kubeconfig = str(k8s_control_plane.kubeconfig_path)
+        admin = f"http://127.0.0.1:{op.admin_port}"
+        argv = ["apply", "-f", str(policy), "--kubeconfig", kubeconfig, "-n", mesh.namespace, "--admin", admin]
+        assert main([*argv, "--wait", "--timeout", "15s"]) == 1
+    finally:
+        os.kill(envoy.pid, signal.SIGCONT)
+    err = capsys.readouterr().err
+    assert "timed out after 15s" in err
+    behind = [line.removeprefix("meshctl: still behind: ") for line in err.splitlines() if "still behind" in line]
+    assert behind[0] == f"TrafficPolicy/{mesh.namespace}/backend: applied by 0 of 1 proxies", err
+    assert [b.split()[0] for b in behind[1:]] == [f"{mesh.namespace}/caller"], err
