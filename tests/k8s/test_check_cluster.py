@@ -88,3 +88,31 @@ def test_check_pre_passes_on_a_recent_api_server(
     assert main(["check", "--pre", "--kubeconfig", str(k8s_control_plane.kubeconfig_path)]) == 0
     out = capsys.readouterr().out
     assert "api server: reachable, Kubernetes v1." in out
+
+
+def test_check_pre_fails_when_a_meshwork_crd_exists_at_another_version(
+    k8s_control_plane: TestControlPlane, k8s_api_client: client.ApiClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ext = client.ApiextensionsV1Api(k8s_api_client)
+    plural = f"relics{uuid.uuid4().hex[:6]}"
+    name = f"{plural}.meshwork.io"
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    ext.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {
+                "group": "meshwork.io",
+                "names": {"kind": "Relic", "plural": plural, "singular": plural[:-1], "listKind": "RelicList"},
+                "scope": "Namespaced",
+                "versions": [{"name": "v1beta9", "served": True, "storage": True, "schema": schema}],
+            },
+        }
+    )
+    try:
+        assert main(["check", "--pre", "--kubeconfig", str(k8s_control_plane.kubeconfig_path)]) == 1
+        out = capsys.readouterr().out
+        assert f"[FAIL] pre {name}: exists without v1alpha1: remove it first" in out
+    finally:
+        ext.delete_custom_resource_definition(name)
