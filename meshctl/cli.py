@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from meshctl import certs, commands, inject, status
+from meshctl import apply, certs, check, commands, diff, explain, inject, status
 from meshctl.admin_client import DEFAULT_ADMIN
 from meshctl.cluster import DEFAULT_ADMIN_SERVICE
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=status.proxy_config)
 
     inject.add_parser(sub)
+    explain.add_parser(sub)
+    diff.add_parser(sub)
+    apply.add_parser(sub)
+    check.add_parser(sub)
 
     certs_parser = sub.add_parser("certs", help="workload certificates, roots and staged root rotation")
     certs_sub = certs_parser.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
