@@ -449,7 +449,7 @@ def _wait_port(port: int, timeout: float) -> None:
 
 def _kill_pidfiles(state_dir: Path) -> None:
     """Last resort after a test: no process of this mesh may outlive it."""
-    for pid_file in state_dir.glob("proxies/*/*.pid"):
+    for pid_file in [*state_dir.glob("proxies/*/*.pid"), *state_dir.glob("ratelimit/*.pid")]:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pid_file.read_text().split()[0])
             os.killpg(pid, signal.SIGKILL)
