@@ -201,6 +201,19 @@ def test_the_rate_limit_service_is_off_by_default_and_enabled_the_mesh_points_th
     assert (env["RUNTIME_ROOT"], env["RUNTIME_SUBDIRECTORY"]) == ("/data", "ratelimit")
     assert container["volumeMounts"][0]["mountPath"] == "/data/ratelimit/config"
     assert pod["spec"]["volumes"][0]["configMap"] == {"name": "meshwork-ratelimit-config", "optional": True}
+    # The control plane may write that ConfigMap (and create ConfigMaps), nothing else more than without it.
+    role = by_name[("Role", "meshwork-ratelimit-config-writer")]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["meshwork-ratelimit-config"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    cp = by_name[("Deployment", "meshwork-control-plane")]["spec"]["template"]["spec"]["containers"][0]
+    assert cp["args"] == ["--ratelimit-configmap", "meshwork-ratelimit-config"]
     redis = by_name[("NetworkPolicy", "meshwork-ratelimit-redis")]
     (rule,) = redis["spec"]["ingress"]
     assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ratelimit"
