@@ -5,10 +5,10 @@ the runner (stopped with everything else, adopted by a restarted runner like the
 "Needed" means: some policy in force has a global rate limit (the service's configuration, written from the
 policies by :mod:`mesh_operator.local.ratelimit`, has a descriptor). Where the service listens:
 
-- ``Mesh.spec.rateLimitService`` unset: local mode picks a loopback port (remembered in the state directory) and
-  points the sidecars at it (:func:`with_local_service`), so global limits work with no setting at all;
-- set to a loopback address (``127.0.0.0/8``, ``localhost``): the service is started on that port;
-- set to any other address: the user runs the service; local mode starts nothing.
+- ``Mesh.spec.rateLimitService`` unset: local mode picks a loopback port (remembered in the state directory),
+  points the sidecars at it (:meth:`LocalRateLimitService.with_local_service`) and runs the service there, so
+  global limits work with no setting at all;
+- set: the user runs the service at that address; local mode starts nothing.
 
 Redis listens on a loopback port of its own and requires a password (made once, kept in the state directory,
 mode 0600): another local user cannot read or spend the budgets. The counters live in memory only (``save ""``).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import logging
 import os
 import secrets
@@ -58,15 +57,6 @@ def needed(state: MeshState) -> bool:
     return bool(service_config(state)["descriptors"])
 
 
-def is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def _sticky_port(path: Path) -> int:
     with contextlib.suppress(OSError, ValueError):
         return int(path.read_text())
@@ -85,6 +75,8 @@ class LocalRateLimitService:
     #: (the Mesh as loaded, the same Mesh pointing at the local service): one object per loaded Mesh, so the
     #: translator's memoized results stay valid across applies.
     _filled: tuple[object, object] | None = None
+    #: the Mesh of the last state had no rateLimitService: the service is ours to run
+    _ours: bool = False
 
     @property
     def dir(self) -> Path:
@@ -93,7 +85,8 @@ class LocalRateLimitService:
     def with_local_service(self, state: MeshState) -> MeshState:
         """``state`` with ``Mesh.spec.rateLimitService`` pointing at the local service when a policy needs one and
         the Mesh names none."""
-        if state.mesh.spec.rate_limit_service is not None or not needed(state):
+        self._ours = state.mesh.spec.rate_limit_service is None
+        if not self._ours or not needed(state):
             return state
         if self._filled is None or self._filled[0] is not state.mesh:
             port = _sticky_port(self.dir / "grpc-port")
@@ -107,8 +100,8 @@ class LocalRateLimitService:
     def reconcile(self, state: MeshState) -> None:
         """Start the service (and Redis) when ``state`` needs it locally; stop them when it no longer does."""
         target = state.mesh.spec.rate_limit_service
-        if not needed(state) or target is None or not is_loopback(target.address):
-            if target is not None and needed(state) and self.service is None:
+        if not needed(state) or target is None or not self._ours:
+            if target is not None and needed(state) and not self._ours:
                 log.info("global rate limits: using the rate-limit service at %s:%d", target.address, target.port)
             self.stop()
             return
