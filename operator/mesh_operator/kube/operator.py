@@ -155,15 +155,6 @@ class Operator:
             self.peers = AckPublisher(self.rest, namespace, o.identity, self.plane, duration=o.lease_duration)
             is_leader = self.lease.is_leader
             self._tasks += [self._spawn(self.lease.run()), self._spawn(self.peers.run())]
-        self.writer = StatusWriter(
-            self.rest,
-            self.store.policy_records,
-            lambda: self.plane.status.outcomes if self.plane else {},
-            self.receipts,
-            is_leader=is_leader,
-            min_interval=o.status_interval,
-        )
-        self._tasks += [self._spawn(self._feed()), self._spawn(self.writer.run())]
         if o.ratelimit_configmap:
             from mesh_operator.kube.ratelimit_config import RateLimitConfigWriter
 
@@ -175,6 +166,15 @@ class Operator:
                 is_leader=is_leader,
             )
             self._tasks.append(self._spawn(self.ratelimit_config.run()))
+        self.writer = StatusWriter(
+            self.rest,
+            self.store.policy_records,
+            lambda: self.plane.status.outcomes if self.plane else {},
+            self.receipts,
+            is_leader=is_leader,
+            min_interval=o.status_interval,
+        )
+        self._tasks += [self._spawn(self._feed()), self._spawn(self.writer.run())]
         if o.webhook_port is not None:
             from mesh_operator.kube.admission import AdmissionServer, validate_review
 
