@@ -174,3 +174,52 @@ def test_webhooks_call_the_control_plane_service_with_an_empty_ca_bundle_patched
         }
         assert hook["clientConfig"]["caBundle"] == ""
         assert hook["failurePolicy"] == "Ignore"
+
+
+def test_the_rate_limit_service_is_off_by_default_and_enabled_the_mesh_points_the_sidecars_at_it(helm: Path) -> None:
+    default = _docs(_template(helm).stdout)
+    assert not [d for d in default if "ratelimit" in d["metadata"]["name"]], "off by default"
+    mesh = next(d for d in default if d["kind"] == "Mesh")
+    assert "rateLimitService" not in mesh["spec"]
+
+    docs = _docs(_template(helm, CASES / "ratelimit.values.yaml").stdout)
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    service = by_name[("Service", "meshwork-ratelimit")]
+    mesh = next(d for d in docs if d["kind"] == "Mesh")
+    assert mesh["spec"]["rateLimitService"] == {
+        "address": "meshwork-ratelimit.meshwork-system.svc",
+        "port": service["spec"]["ports"][0]["port"],
+    }
+    deployment = by_name[("Deployment", "meshwork-ratelimit")]
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"]["meshwork.io/inject"] == "false"
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["REDIS_URL"] == "meshwork-ratelimit-redis:6379"
+    assert env["REDIS_AUTH"] == {"secretKeyRef": {"name": "ratelimit-redis", "key": "password"}}
+    # The limits come from the ConfigMap written from the policies, mounted where RUNTIME_ROOT/SUBDIRECTORY say.
+    assert (env["RUNTIME_ROOT"], env["RUNTIME_SUBDIRECTORY"]) == ("/data", "ratelimit")
+    assert container["volumeMounts"][0]["mountPath"] == "/data/ratelimit/config"
+    assert pod["spec"]["volumes"][0]["configMap"] == {"name": "meshwork-ratelimit-config", "optional": True}
+    # The control plane may write that ConfigMap (and create ConfigMaps), nothing else more than without it.
+    role = by_name[("Role", "meshwork-ratelimit-config-writer")]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["meshwork-ratelimit-config"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    cp = by_name[("Deployment", "meshwork-control-plane")]["spec"]["template"]["spec"]["containers"][0]
+    assert cp["args"] == ["--ratelimit-configmap", "meshwork-ratelimit-config"]
+    redis = by_name[("NetworkPolicy", "meshwork-ratelimit-redis")]
+    (rule,) = redis["spec"]["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ratelimit"
+
+
+def test_a_bad_rate_limit_value_fails_helm_template_naming_the_key(helm: Path) -> None:
+    done = _template(helm, None, "--set", "rateLimit.service.port=0")
+    assert done.returncode != 0
+    assert "at '/rateLimit/service/port': minimum" in done.stderr, done.stderr

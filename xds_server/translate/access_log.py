@@ -2,7 +2,10 @@
 
 Provenance in each HTTP line: ``route`` (``%ROUTE_NAME%``), ``policies`` (the route's
 ``metadata.filter_metadata["meshwork.io"].policies``), ``details`` (``%RESPONSE_CODE_DETAILS%``: a denial reads
-``rbac_access_denied_matched_policy[Kind/ns/name@gen#rule]``) and the shadow RBAC results.
+``rbac_access_denied_matched_policy[Kind/ns/name@gen#rule]``) and what shadowed policies would have done:
+``rbac_shadow_deny`` (the AccessPolicy rule a shadowed Deny matched), ``rbac_shadow_allow`` (``denied`` when no
+shadowed Allow rule matched), ``jwt_shadow_deny`` (the shadowed AuthenticationPolicy that would have refused the
+token) and ``rate_limit_shadow`` (the policy whose shadowed local rate limit would have refused the request).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from xds_server.serialize import new
 from xds_server.translate._common import pack
 from xds_server.translate._memo import memoize
 from xds_server.translate.metadata import NAMESPACE, POLICIES_KEY
+from xds_server.translate.ratelimit import SHADOW_HEADER as RATE_LIMIT_SHADOW_HEADER
 
 _RBAC = "envoy.filters.http.rbac"
+#: The rule prefix of the JWT shadow RBAC filter (``jwt.py`` uses it): its metadata is
+#: ``<prefix>shadow_effective_policy_id``.
+JWT_SHADOW_PREFIX: Final = "jwt_shadow_"
 
 HTTP_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("start_time", "%START_TIME%"),
@@ -43,6 +50,8 @@ HTTP_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("policies", f"%METADATA(ROUTE:{NAMESPACE}:{POLICIES_KEY})%"),
     ("rbac_shadow_deny", f"%DYNAMIC_METADATA({_RBAC}:shadow_deny_shadow_effective_policy_id)%"),
     ("rbac_shadow_allow", f"%DYNAMIC_METADATA({_RBAC}:shadow_allow_shadow_engine_result)%"),
+    ("jwt_shadow_deny", f"%DYNAMIC_METADATA({_RBAC}:{JWT_SHADOW_PREFIX}shadow_effective_policy_id)%"),
+    ("rate_limit_shadow", f"%REQ({RATE_LIMIT_SHADOW_HEADER.upper()})%"),
 )
 
 TCP_FIELDS: Final[tuple[tuple[str, str], ...]] = (

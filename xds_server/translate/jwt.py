@@ -79,6 +79,7 @@ from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate._common import ms, pack, transport_socket
 from xds_server.translate._memo import memoize
+from xds_server.translate.access_log import JWT_SHADOW_PREFIX
 from xds_server.translate.endpoint import lb_endpoint
 
 FILTER_NAME: Final = "envoy.filters.http.jwt_authn"
@@ -91,6 +92,9 @@ SHADOW_RBAC_FILTER: Final = "meshwork.jwt.shadow"
 MISSING_MESSAGE: Final = "Jwt is missing"
 STAT_PREFIX: Final = "meshwork_jwt"
 SHADOW_STAT_PREFIX: Final = "meshwork_jwt_shadow"
+#: The shadow RBAC filter's rule prefix: its stats and its dynamic metadata (``<prefix>shadow_effective_policy_id``,
+#: logged as ``jwt_shadow_deny``).
+SHADOW_RULES_PREFIX: Final = JWT_SHADOW_PREFIX
 #: Where https JWKS servers' certificates are checked against (Debian's bundle).
 SYSTEM_CA_BUNDLE: Final = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -187,7 +191,7 @@ def _shadow_counter(authn: ir.JwtAuthn) -> HttpFilter:
     cfg = new(
         HttpRbac,
         shadow_rules=new(Rbac, action=RbacAction.DENY, policies=dict(sorted(policies.items()))),
-        shadow_rules_stat_prefix="jwt_shadow_",
+        shadow_rules_stat_prefix=SHADOW_RULES_PREFIX,
         track_per_rule_stats=True,
     )
     return new(HttpFilter, name=SHADOW_RBAC_FILTER, typed_config=pack(cfg))

@@ -47,7 +47,10 @@ def route_config(lis: ir.InboundListener) -> RouteConfiguration:
             route=new(RouteAction, cluster=lis.local_cluster, timeout=timedelta(0)),
         )
     )
-    return route.route_configuration(lis.name, routes)
+    # A header only a shadowed rate limit of this sidecar may set: never believed from the caller.
+    shadowed = any(r.rate_limit is not None and r.rate_limit.shadow for r in lis.routes)
+    strip = (ratelimit.SHADOW_HEADER,) if shadowed else ()
+    return route.route_configuration(lis.name, routes, internal_only_headers=strip)
 
 
 def _filters(lis: ir.InboundListener, mesh: ir.MeshSettings) -> list[Filter]:

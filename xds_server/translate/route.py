@@ -154,7 +154,8 @@ def inbound_route(r: ir.Route, local_cluster: str) -> Route:
     """An inbound route: the request already reached its destination; only per-route limits apply here."""
     per_filter: dict[str, Any] = {}
     if r.rate_limit is not None:
-        per_filter[ratelimit.FILTER_NAME] = ratelimit.per_route(r.rate_limit, route_stat_prefix(r))
+        policy = r.provenance.ref if r.provenance is not None else ""
+        per_filter[ratelimit.FILTER_NAME] = ratelimit.per_route(r.rate_limit, route_stat_prefix(r), policy)
     return new(
         Route,
         name=r.name,
@@ -172,7 +173,11 @@ def inbound_route(r: ir.Route, local_cluster: str) -> Route:
     )
 
 
-def route_configuration(name: str, routes: list[Route], domains: tuple[str, ...] = ("*",)) -> RouteConfiguration:
+def route_configuration(
+    name: str, routes: list[Route], domains: tuple[str, ...] = ("*",), internal_only_headers: tuple[str, ...] = ()
+) -> RouteConfiguration:
+    """``internal_only_headers``: removed from requests arriving from outside the sidecar (on the inbound side:
+    every request), before any filter runs."""
     return new(
         RouteConfiguration,
         name=name,
@@ -180,4 +185,5 @@ def route_configuration(name: str, routes: list[Route], domains: tuple[str, ...]
         # Clusters arrive over CDS before routes (make-before-break); do not reject a route config for a cluster
         # that is momentarily missing, answer 503 instead.
         validate_clusters=False,
+        internal_only_headers=list(internal_only_headers),
     )

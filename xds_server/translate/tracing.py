@@ -9,8 +9,10 @@ its sampled flag, so every hop agrees with the first, and an incoming sampled ``
 trace is sampled by its trace id at the mesh's percentage, or, on a caller's outbound listener to a service whose
 TrafficPolicy sets ``tracing.samplingPercent``, at that percentage (the caller's outbound side starts traces).
 
-Spans carry Envoy's standard attributes (``node_id``, ``upstream_cluster``, ``http.url`` ...) and the mesh's
-custom tags; ``service.name`` is the destination service on the inbound side and the calling service (or client
+Spans carry Envoy's standard attributes (``node_id``, ``upstream_cluster``, ``http.url`` ...), the mesh's
+custom tags, and two of Meshwork's: ``meshwork.route`` (the route's name) and ``meshwork.policies`` (the policies
+that made the route, ``Kind/namespace/name@generation``, from the route's provenance metadata; absent on routes no
+policy made); ``service.name`` is the destination service on the inbound side and the calling service (or client
 workload) on the outbound side.
 Spans go to the collector through the generated cluster ``meshwork_otel`` (HTTP/2).
 """
@@ -33,7 +35,8 @@ from envoy_data_plane.envoy.extensions.tracers.opentelemetry.samplers.v3 import 
     ParentBasedSamplerConfig,
     TraceIdRatioBasedSamplerConfig,
 )
-from envoy_data_plane.envoy.type.tracing.v3 import CustomTag, CustomTagHeader, CustomTagLiteral
+from envoy_data_plane.envoy.type.metadata.v3 import MetadataKey, MetadataKeyPathSegment, MetadataKind, MetadataKindRoute
+from envoy_data_plane.envoy.type.tracing.v3 import CustomTag, CustomTagHeader, CustomTagLiteral, CustomTagMetadata
 from envoy_data_plane.envoy.type.v3 import Percent
 
 from xds_server import ir
@@ -41,11 +44,24 @@ from xds_server.serialize import new
 from xds_server.translate._common import fraction, pack, typed
 from xds_server.translate._memo import memoize
 from xds_server.translate.grpc_service import grpc_service_cluster
+from xds_server.translate.metadata import NAMESPACE, POLICIES_KEY
 
 TRACER: Final = "envoy.tracers.opentelemetry"
 CLUSTER: Final = "meshwork_otel"
 PARENT_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.parent_based"
 RATIO_SAMPLER: Final = "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based"
+ROUTE_TAG: Final = "meshwork.route"
+POLICIES_TAG: Final = "meshwork.policies"
+
+
+def _meshwork_tags() -> list[CustomTag]:
+    """The route's name and the policies that made it (the route's ``meshwork.io`` provenance metadata)."""
+    policies = new(
+        CustomTagMetadata,
+        kind=new(MetadataKind, route=new(MetadataKindRoute)),
+        metadata_key=new(MetadataKey, key=NAMESPACE, path=[new(MetadataKeyPathSegment, key=POLICIES_KEY)]),
+    )
+    return [new(CustomTag, tag=ROUTE_TAG, value="%ROUTE_NAME%"), new(CustomTag, tag=POLICIES_TAG, metadata=policies)]
 
 
 def sampler(percent: float) -> TypedExtensionConfig:
@@ -70,7 +86,7 @@ def hcm_tracing(t: ir.TracingSettings, service_name: str, percent: float | None 
         if kind == "literal"
         else new(CustomTag, tag=name, request_header=new(CustomTagHeader, name=value))
         for name, kind, value in t.tags
-    ]
+    ] + _meshwork_tags()
     return new(
         HttpConnectionManagerTracing,
         # The sampler decides; Envoy's own random decision must not veto it.

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-period", type=float, default=2.0)
     p.add_argument("--identity", help="this replica's name in the Leases (default: hostname-pid)")
+    p.add_argument(
+        "--ratelimit-configmap",
+        help="write the global rate-limit service's configuration (from the policies) into this ConfigMap of "
+        "--namespace (the chart's rateLimit.enabled deploys the service reading it)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -86,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lease_name=args.lease_name,
         lease_duration=args.lease_duration,
         renew_period=args.renew_period,
+        ratelimit_configmap=args.ratelimit_configmap,
     )
     if args.webhook_names:
         options.webhook_names = tuple(args.webhook_names)

@@ -85,6 +85,8 @@ class OperatorOptions:
     injection: InjectionSettings = field(default_factory=InjectionSettings)
     #: check new config with real Envoy before any sidecar receives it (needs the Envoy binary)
     preflight: bool = True
+    #: the ConfigMap (in ``namespace``) to write the global rate-limit service's configuration into; None: none
+    ratelimit_configmap: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +108,7 @@ class Operator:
         self.store = Store(on_change=self._on_store_change)
         self.snapshot: Snapshot | None = None
         self.writer: StatusWriter | None = None
+        self.ratelimit_config: Any = None
         self.rest: Rest | None = None
         self.lease: Any = None
         self.peers: Any = None
@@ -156,6 +159,17 @@ class Operator:
             self.peers = AckPublisher(self.rest, namespace, o.identity, self.plane, duration=o.lease_duration)
             is_leader = self.lease.is_leader
             self._tasks += [self._spawn(self.lease.run()), self._spawn(self.peers.run())]
+        if o.ratelimit_configmap:
+            from mesh_operator.kube.ratelimit_config import RateLimitConfigWriter
+
+            self.ratelimit_config = RateLimitConfigWriter(
+                self.rest,
+                namespace,
+                o.ratelimit_configmap,
+                lambda: self.snapshot.state if self.snapshot is not None else None,
+                is_leader=is_leader,
+            )
+            self._tasks.append(self._spawn(self.ratelimit_config.run()))
         self.writer = StatusWriter(
             self.rest,
             self.store.policy_records,
@@ -284,6 +298,8 @@ class Operator:
             self.translations += 1
             if self.writer is not None:
                 self.writer.wake()
+            if self.ratelimit_config is not None:
+                self.ratelimit_config.wake()
 
     def receipts(self) -> dict[str, dict[str, Any]]:
         assert self.plane is not None

@@ -19,10 +19,15 @@ def config_path(state_dir: Path) -> Path:
     return state_dir / "ratelimit" / "config" / "meshwork.yaml"
 
 
+def config_text(state: MeshState) -> str:
+    """The service's configuration file (YAML) for ``state``: local mode's file, the cluster's ConfigMap."""
+    return yaml.safe_dump(service_config(state), sort_keys=False)
+
+
 def write_service_config(state_dir: Path, state: MeshState) -> bool:
     """Write the file if it changed; True when it did."""
     path = config_path(state_dir)
-    text = yaml.safe_dump(service_config(state), sort_keys=False)
+    text = config_text(state)
     if path.exists() and path.read_text() == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

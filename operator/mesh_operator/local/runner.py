@@ -2,7 +2,8 @@
 
 Every object is judged on its own, at start-up and after each edit of DIR: an invalid object is reported (in the
 log and in ``meshctl status``, which then exits non-zero) and, if an earlier version of it was valid, that version
-stays in force; every other file's objects and edits go through. Stopping (Ctrl-C, SIGTERM)
+stays in force; every other file's objects and edits go through. When a policy has a global rate limit, the
+runner also runs the rate-limit service and its Redis (``local/ratelimit_service.py``). Stopping (Ctrl-C, SIGTERM)
 stops every process the runner started. If the runner itself dies, sidecars keep serving their last config; a
 new runner with the same state directory adopts them and they reconnect.
 """
@@ -28,6 +29,7 @@ from mesh_operator.loader import Loaded, load_paths
 from mesh_operator.local import sidecar
 from mesh_operator.local.processes import ManagedProcess
 from mesh_operator.local.ratelimit import write_service_config
+from mesh_operator.local.ratelimit_service import LocalRateLimitService
 from mesh_operator.local.sidecar import SidecarFiles
 from mesh_operator.translate import MeshState
 from mesh_operator.translate.state import WorkloadInfo
@@ -82,10 +84,18 @@ class LocalMesh:
     _certs: CertificateManager | None = None
     #: label -> the last valid Mesh/Inventory document of that label (stands in while the document is invalid)
     _good_documents: dict[str, object] = field(default_factory=dict)
+    _ratelimit: LocalRateLimitService | None = None
 
     @property
     def state_dir(self) -> Path:
         return self.options.resolved_state_dir()
+
+    @property
+    def ratelimit(self) -> LocalRateLimitService:
+        """The global rate-limit service (and its Redis), run when a policy needs them."""
+        if self._ratelimit is None:
+            self._ratelimit = LocalRateLimitService(self.state_dir)
+        return self._ratelimit
 
     async def start(self) -> None:
         loaded = load_paths([self.options.directory])
@@ -120,6 +130,7 @@ class LocalMesh:
         self._apply(state, loaded)
         await self.plane.wait_translated()
         self._reconcile()
+        await self.ratelimit.wait_ready()
         _print_outcomes(self.plane)
         log.info(
             "ready: %d proxies; xDS 127.0.0.1:%d (mTLS); admin http://127.0.0.1:%d; state %s",
@@ -137,10 +148,12 @@ class LocalMesh:
 
     def _apply(self, state: MeshState, loaded: Loaded) -> None:
         assert self.plane is not None
+        state = self.ratelimit.with_local_service(state)
         self.state = state
         self.plane.set_source_problems([str(p) for p in loaded.errors])
         self.plane.apply(state)
         write_service_config(self.state_dir, state)
+        self.ratelimit.reconcile(state)
 
     def reload(self) -> bool:
         """Re-read DIR and apply every valid object. Returns False when nothing could be applied."""
@@ -219,6 +232,7 @@ class LocalMesh:
     async def stop(self) -> None:
         for node_id in sorted(self.workloads):
             self._stop_workload(node_id)
+        self.ratelimit.stop()
         if self.plane is not None:
             await self.plane.stop()
 
@@ -253,6 +267,7 @@ async def _watch(mesh: LocalMesh, stop: asyncio.Event) -> None:
             log.info("change in %s", ", ".join(names))
             if mesh.reload() and mesh.plane is not None:
                 await mesh.plane.wait_translated()
+                await mesh.ratelimit.wait_ready()
                 _print_outcomes(mesh.plane)
     finally:
         task.cancel()

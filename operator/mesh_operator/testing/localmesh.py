@@ -429,6 +429,18 @@ class RunningMesh:
         path = self.builder.state_dir / "proxies" / f"{self.builder.namespace}_{workload}" / "access.log"
         return path.read_text(errors="replace").splitlines() if path.exists() else []
 
+    def access_log_entries(self, workload: str, path_prefix: str = "") -> list[dict[str, Any]]:
+        """The sidecar's HTTP access-log entries (Text ``key=value`` or JSON lines; Envoy's own log lines and a
+        line still being written are skipped), those whose path starts with ``path_prefix``."""
+        entries: list[dict[str, Any]] = []
+        for line in self.access_log(workload):
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    entries.append(json.loads(line))
+            elif line.startswith("start_time="):
+                entries.append(dict(re.findall(r"(\w+)=(\S*)", line)))
+        return [e for e in entries if str(e.get("path", "")).startswith(path_prefix)]
+
     def app_address(self, workload: str) -> str:
         wl = self.builder.workloads[workload]
         return f"http://127.0.0.1:{wl.app_port}"
@@ -449,7 +461,7 @@ def _wait_port(port: int, timeout: float) -> None:
 
 def _kill_pidfiles(state_dir: Path) -> None:
     """Last resort after a test: no process of this mesh may outlive it."""
-    for pid_file in state_dir.glob("proxies/*/*.pid"):
+    for pid_file in [*state_dir.glob("proxies/*/*.pid"), *state_dir.glob("ratelimit/*.pid")]:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pid_file.read_text().split()[0])
             os.killpg(pid, signal.SIGKILL)

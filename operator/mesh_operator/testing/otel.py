@@ -29,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / "scripts" / "otelcol" / "build.sh"
 
 
+def cached_collector_binary() -> Path | None:
+    """The collector ``scripts/otelcol/build.sh`` built earlier, without building it (``None`` when there is none)."""
+    cache = Path(os.environ.get("MESHWORK_OTELCOL_CACHE") or Path.home() / ".cache" / "meshwork" / "otelcol")
+    builds = [p for p in cache.glob("*/otelcol-meshwork") if os.access(p, os.X_OK)]
+    return max(builds, key=lambda p: p.stat().st_mtime) if builds else None
+
+
 def collector_binary() -> Path:
     out = subprocess.run([str(BUILD)], check=True, capture_output=True, text=True).stdout.strip().splitlines()
     return Path(out[-1])
@@ -49,9 +56,11 @@ def _attrs(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Collector:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, port: int | None = None, binary: Path | None = None) -> None:
+        """``port``: the OTLP/gRPC port (default: a free one); ``binary``: default: built on first use."""
         self.dir = directory / "otelcol"
-        self.port = free_port()
+        self.port = port or free_port()
+        self.binary = binary
         self.spans_file = self.dir / "spans.json"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +75,7 @@ class Collector:
             },
         }
         (self.dir / "config.yaml").write_text(yaml.safe_dump(config))
-        binary = collector_binary()
+        binary = self.binary or collector_binary()
         with (self.dir / "collector.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [str(binary), "--config", str(self.dir / "config.yaml")],

@@ -4,11 +4,15 @@ a local limit combined with a global one on the same route."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh
+from mesh_operator.local.processes import pid_alive
+from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh, eventually
 from mesh_operator.testing.ratelimit import RateLimitStack, ratelimit_binary
 from tests.envoy.mesh._tiers import require
 
@@ -105,3 +109,50 @@ def test_a_shadowed_global_limit_serves_every_request_and_counts_those_over_it(m
     with mesh.run() as m, rls:
         assert _statuses(m, 5) == [200] * 5
         assert m.stat_sum("backend-1", r"meshwork_global_rate_limit_shadow.*over_limit$") == 3
+
+
+def _local_service_pids(state_dir: Path) -> dict[str, int]:
+    return {
+        name: int((state_dir / "ratelimit" / f"{name}.pid").read_text().split()[0]) for name in ("redis", "ratelimit")
+    }
+
+
+def _listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def test_local_mode_starts_the_rate_limit_service_and_redis_itself_and_stops_them_with_the_mesh(
+    mesh: LocalMeshBuilder,
+) -> None:
+    # No rateLimitService in the Mesh and no service started by the test: local mode sees a policy with a global
+    # limit, starts redis-server and envoyproxy/ratelimit on loopback ports of its own and points the sidecars
+    # at them.
+    mesh.service("backend", instances=[{"name": f"backend-{i}"} for i in range(1, 4)])
+    mesh.client("caller", upstreams=["backend"])
+    file = mesh.policy(_policy(SHARED))
+    with mesh.run() as m:
+        port = int((mesh.state_dir / "ratelimit" / "grpc-port").read_text())
+        eventually(lambda: _listens(port), timeout=30)
+        pids = _local_service_pids(mesh.state_dir)
+        assert all(pid_alive(pid) for pid in pids.values()), pids
+        clusters = m.sidecar_admin("backend-1", "/clusters")
+        assert f"meshwork_ratelimit::127.0.0.1:{port}" in clusters, "the sidecars use the local service"
+
+        responses = [m.get("caller", "backend", f"/limited/{i}") for i in range(18)]
+        served = Counter(r.served_by for r in responses if r.status == 200)
+        assert sum(served.values()) == 6, [r.status for r in responses]
+        assert len(served) >= 2, served
+        assert sum(r.status == 429 for r in responses) == 12
+
+        # The policy loses its global limit: nothing needs the service any more, so local mode stops it.
+        m.edit(file, _policy(SHARED).replace("rateLimit: {global: " + SHARED + "}", "timeouts: {request: 5s}"))
+        eventually(lambda: not any(pid_alive(pid) for pid in pids.values()), timeout=30)
+        assert m.get("caller", "backend", "/limited/again").status == 200
+
+        m.edit(file, _policy(SHARED))
+        eventually(lambda: _listens(port), timeout=30)
+        pids = _local_service_pids(mesh.state_dir)
+    # Stopping the mesh stops them too.
+    assert not any(pid_alive(pid) for pid in pids.values()), pids

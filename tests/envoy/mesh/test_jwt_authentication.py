@@ -162,3 +162,14 @@ def test_a_shadowed_authentication_policy_counts_invalid_tokens_but_refuses_none
             "jwt_shadow_.shadow_denied": 2,
             "jwt_shadow_.policy.AuthenticationPolicy/default/backend-users@1.shadow_denied": 2,
         }, counted
+        # The access log names the shadowed policy on a request whose token it would have refused, and only there.
+        expired = _bearer(issuer.token(aud="backend", lifetime=-120))
+        assert m.get("caller", "backend", "/logged/expired", headers=expired).status == 200
+        valid = _bearer(issuer.token(aud="backend", sub="alice"))
+        assert m.get("caller", "backend", "/logged/valid", headers=valid).status == 200
+        entries = eventually(lambda: (e := m.access_log_entries("backend-1", "/logged/")) and len(e) == 2 and e)
+        named = {e["path"]: e["jwt_shadow_deny"] for e in entries}
+        assert named == {
+            "/logged/expired": "AuthenticationPolicy/default/backend-users@1",
+            "/logged/valid": "-",
+        }, named

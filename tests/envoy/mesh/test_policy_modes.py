@@ -1,9 +1,10 @@
 """Enforce / Shadow / Off on real sidecars: an Off policy is validated and reported but changes nothing; a shadowed
-rate limit serves every request and counts the ones it would have refused."""
+rate limit or access rule serves every request, counts the ones it would have refused and names the policy in the
+access log."""
 
 from __future__ import annotations
 
-from mesh_operator.testing.localmesh import LocalMeshBuilder
+from mesh_operator.testing.localmesh import LocalMeshBuilder, eventually
 
 FAULT = """
 apiVersion: meshwork.io/v1alpha1
@@ -102,3 +103,43 @@ def test_a_shadowed_rate_limit_serves_every_request_and_counts_those_over_the_li
             "rate_limited": 7,
             "enforced": 0,
         }, over
+        # A caller cannot forge the header that names the shadowed policy: the sidecar strips it on arrival.
+        r = m.get("caller", "backend", "/free", headers={"x-meshwork-shadow-rate-limited": "forged"})
+        assert r.status == 200 and "x-meshwork-shadow-rate-limited" not in r.json()["headers"]
+        # The access log names the shadowed policy on exactly the requests it would have refused.
+        entries = eventually(lambda: (e := m.access_log_entries("backend-1", "/limited/")) and len(e) == 12 and e)
+        named = [e["rate_limit_shadow"] for e in sorted(entries, key=lambda e: int(e["path"].rsplit("/", 1)[1]))]
+        assert named == ["-"] * 5 + ["TrafficPolicy/default/backend@1"] * 7, named
+        free = eventually(lambda: m.access_log_entries("backend-1", "/free"))
+        assert free[0]["rate_limit_shadow"] == "-", free
+
+
+SHADOW_DENY = """
+apiVersion: meshwork.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: no-intruders}
+spec:
+  targetRef: {name: backend}
+  mode: Shadow
+  rules:
+    - name: intruder
+      action: Deny
+      from: [{serviceAccount: {namespace: default, name: intruder}}]
+"""
+
+
+def test_a_shadowed_access_policy_refuses_nobody_and_the_access_log_names_it(mesh: LocalMeshBuilder) -> None:
+    mesh.service("backend")
+    mesh.client("caller", upstreams=["backend"])
+    mesh.client("intruder", upstreams=["backend"])
+    mesh.policy(SHADOW_DENY)
+    with mesh.run() as m:
+        assert m.get("intruder", "backend", "/from-intruder").status == 200, "Shadow never refuses"
+        assert m.get("caller", "backend", "/from-caller").status == 200
+        intruder = eventually(lambda: m.access_log_entries("backend-1", "/from-intruder"))
+        caller = eventually(lambda: m.access_log_entries("backend-1", "/from-caller"))
+        # The rule a shadowed Deny matched, named by policy; nothing for the caller it does not match.
+        assert intruder[0]["rbac_shadow_deny"].startswith("AccessPolicy/default/no-intruders@1"), intruder
+        assert caller[0]["rbac_shadow_deny"] == "-", caller
+        shadow = m.stats("backend-1", "shadow_deny_")
+        assert any("AccessPolicy/default/no-intruders" in k and v == 1 for k, v in shadow.items()), shadow

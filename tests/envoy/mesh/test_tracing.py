@@ -1,6 +1,7 @@
 """Tracing with OpenTelemetry on real sidecars, exporting to a real OpenTelemetry Collector (OTLP/gRPC receiver,
 file exporter): a three-hop call is one trace with correct parent links and service names, sampling 0 % sends
-nothing while a per-policy override traces its service, and an incoming ``traceparent`` is continued."""
+nothing while a per-policy override traces its service, and an incoming ``traceparent`` is continued. Spans name
+their route (``meshwork.route``) and the policies that made it (``meshwork.policies``)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def test_a_three_hop_call_is_one_trace_with_parent_links_and_service_names(
 ) -> None:
     with Collector(tmp_path) as collector:
         _mesh(mesh, collector, 100)
+        mesh.policy(BACKEND_TRACED)
         with mesh.run() as m:
             r = m.get("loadgen", "frontend", "/call/hello", headers={"x-user": "alice"})
             assert r.status == 200 and r.json()["upstream"]["service"] == "backend-1"
@@ -79,6 +81,12 @@ def test_a_three_hop_call_is_one_trace_with_parent_links_and_service_names(
     assert all(s.attributes.get("mesh") == "test" for s in chain)
     assert chain[0].attributes.get("user") == "alice"
     assert chain[0].attributes.get("node_id") == "default/loadgen"
+    # Route and policy attributes: the hop to backend took a route its TrafficPolicy made, and the span names
+    # both; the hop to frontend (no policy) names its route only.
+    assert chain[2].attributes["meshwork.policies"].startswith("TrafficPolicy/default/backend@"), chain[2]
+    assert chain[2].attributes["meshwork.route"].startswith("backend.default"), chain[2]
+    assert "meshwork.policies" not in chain[0].attributes, chain[0]
+    assert chain[0].attributes["meshwork.route"].startswith("frontend.default"), chain[0]
 
 
 def test_sampling_zero_sends_no_trace_and_a_policy_override_traces_its_service(
