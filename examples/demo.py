@@ -96,8 +96,10 @@ def wait_converged(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
 def wait_apps(timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if get(LOADGEN_TO_FRONTEND + "/call/api/ready")[0] == 200:
-            return
+        # A listener Envoy has ACKed may still be warming (waiting for its routes, endpoints or secrets): refused.
+        with contextlib.suppress(OSError):
+            if get(LOADGEN_TO_FRONTEND + "/call/api/ready")[0] == 200:
+                return
         time.sleep(0.2)
 
 
@@ -129,7 +131,10 @@ def trace_line(collector: Collector | None, why_not: str) -> None:
     while chain and chain[-1].span_id in by_parent:
         chain.append(by_parent[chain[-1].span_id])
     hops = " -> ".join(s.service.split(".")[0] for s in chain) or "no spans"
-    linked = "all linked" if chain and len(chain) == len(spans) else "NOT linked"
+    # Linked: every span's parent is the caller's traceparent or another span of the trace (a retried hop adds a
+    # sibling span, so the trace may branch).
+    ids = {s.span_id for s in spans}
+    linked = "all linked" if spans and all(s.parent_span_id in ids | {parent} for s in spans) else "NOT linked"
     row("one trace across every hop", "4 spans, parent links", f"{len(spans)} spans, {linked}: {hops}")
     policies = sorted({str(s.attributes["meshwork.policies"]) for s in chain if "meshwork.policies" in s.attributes})
     row(

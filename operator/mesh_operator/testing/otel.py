@@ -108,7 +108,10 @@ class Collector:
         if not self.spans_file.exists():
             return []
         out = []
-        for line in self.spans_file.read_text().splitlines():
+        text = self.spans_file.read_text()
+        # The exporter writes one JSON document per line; a line without its newline is still being written.
+        complete = text[: text.rfind("\n") + 1]
+        for line in complete.splitlines():
             if not line.strip():
                 continue
             for rs in json.loads(line).get("resourceSpans", []):
