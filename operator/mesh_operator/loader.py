@@ -16,7 +16,7 @@ import yaml
 
 from mesh_operator.api import CRD_KINDS, Policy
 from mesh_operator.translate import MeshState, Refused, state_from_objects
-from mesh_operator.validation import ApiObject, validate_document
+from mesh_operator.validation import AnyObject, validate_document
 from mesh_operator.validation.violations import Violation
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -38,7 +38,7 @@ class Problem:
 
 @dataclass
 class Loaded:
-    objects: list[tuple[str, ApiObject]] = field(default_factory=list)
+    objects: list[tuple[str, AnyObject]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     #: Labels of objects that parsed but break a cross-field rule.
     invalid: set[str] = field(default_factory=set)

@@ -12,7 +12,9 @@ MatchKind = Literal["exact", "prefix", "regex", "present"]
 
 @dataclass(frozen=True, slots=True)
 class PathMatch:
-    kind: Literal["exact", "prefix", "regex"]
+    #: ``segment_prefix``: whole path segments (Gateway API's PathPrefix: ``/foo`` matches ``/foo/x``, not
+    #: ``/foox``); ``prefix``: plain string prefix.
+    kind: Literal["exact", "prefix", "regex", "segment_prefix"]
     value: str
 
 
@@ -146,6 +148,8 @@ class Route:
     request_headers: HeaderEdits = HeaderEdits()
     response_headers: HeaderEdits = HeaderEdits()
     path_rewrite: tuple[Literal["full", "prefix"], str] | None = None
+    #: ``(RE2 pattern, substitution)`` applied to the path (Gateway API's ReplacePrefixMatch with ``/``).
+    path_regex_rewrite: tuple[str, str] | None = None
     host_rewrite: str | None = None
     timeout_ms: int | None = None
     idle_timeout_ms: int | None = None

@@ -115,7 +115,10 @@ def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> Rou
             WeightedCluster,
             clusters=[new(WeightedClusterClusterWeight, name=c.cluster, weight=c.weight) for c in r.clusters],
         )
-    if r.path_rewrite is not None:
+    if r.path_regex_rewrite is not None:
+        pattern, substitution = r.path_regex_rewrite
+        action.regex_rewrite = new(RegexMatchAndSubstitute, pattern=regex(pattern), substitution=substitution)
+    elif r.path_rewrite is not None:
         kind, value = r.path_rewrite
         if kind == "prefix":
             action.prefix_rewrite = value
