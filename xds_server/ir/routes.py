@@ -91,6 +91,18 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class Cors:
+    """Cross-origin resource sharing, answered by the sidecar. Origins: exact, or with ``*`` wildcards."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int = 5
+    allow_credentials: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
     attempts: int
     retry_on: tuple[str, ...]
@@ -160,3 +172,4 @@ class Route:
     trace_sampling: float | None = None
     hash_on: tuple[HashPolicy, ...] = ()
     provenance: Provenance | None = None
+    cors: Cors | None = None

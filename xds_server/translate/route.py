@@ -29,7 +29,7 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import fault, ratelimit, ratelimit_global
+from xds_server.translate import cors, fault, ratelimit, ratelimit_global
 from xds_server.translate._common import ms, regex, runtime_fraction
 from xds_server.translate.matchers import route_match
 from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
@@ -134,6 +134,8 @@ def outbound_route(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> R
     per_filter: dict[str, Any] = {}
     if r.fault is not None:
         per_filter[fault.FILTER_NAME] = fault.per_route(r.fault)
+    if r.cors is not None:
+        per_filter[cors.FILTER_NAME] = cors.per_route(r.cors)
     msg = new(
         Route,
         name=r.name,

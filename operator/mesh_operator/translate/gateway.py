@@ -25,6 +25,7 @@ from typing import Literal
 from mesh_operator.api.common import duration_ms
 from mesh_operator.api.gateway import (
     BackendRef,
+    Cors,
     GatewayRoute,
     GRPCRoute,
     GRPCRouteMatch,
@@ -291,6 +292,8 @@ class GatewayRouting:
                 base = replace(base, request_headers=_edits(f.request_header_modifier))
             elif f.response_header_modifier is not None:
                 base = replace(base, response_headers=_edits(f.response_header_modifier))
+            elif (c := getattr(f, "cors", None)) is not None:
+                base = replace(base, cors=_cors(c))
             elif f.request_mirror is not None:
                 m = f.request_mirror
                 mirror_to = cluster_of(m.backend_ref)
@@ -351,6 +354,17 @@ class GatewayRouting:
 def _name(svc: ServiceInfo, route: GatewayRoute, i: int, j: int, n: int) -> str:
     rule = route.spec.rules[i].name or f"rule-{i}"
     return f"{svc.host}/{route.kind}/{route.metadata.namespace}/{route.metadata.name}/{rule}{f'/{j}' if n > 1 else ''}"
+
+
+def _cors(c: Cors) -> ir.Cors:
+    return ir.Cors(
+        allow_origins=tuple(c.allow_origins),
+        allow_methods=tuple(c.allow_methods),
+        allow_headers=tuple(c.allow_headers),
+        expose_headers=tuple(c.expose_headers),
+        max_age_s=c.max_age,
+        allow_credentials=bool(c.allow_credentials),
+    )
 
 
 def _edits(h: HeaderFilter) -> ir.HeaderEdits:
@@ -444,6 +458,6 @@ def _unsupported(route: GatewayRoute) -> list[Violation]:
             if b.filters:
                 out.append(Violation(f"{p}.backendRefs[{j}].filters", "backendRef filters are not supported"))
         for k, f in enumerate(filters_of(rule)):
-            if f.type in ("ExtensionRef", "ExternalAuth", "CORS"):
+            if f.type in ("ExtensionRef", "ExternalAuth"):
                 out.append(Violation(f"{p}.filters[{k}].type", f"filter {f.type} is not supported"))
     return out

@@ -32,6 +32,7 @@ SUPPORTED_FEATURES = (
     "GRPCRoute",
     "HTTPRoute",
     "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
     "HTTPRouteParentRefPort",

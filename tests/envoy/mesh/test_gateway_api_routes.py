@@ -57,6 +57,18 @@ spec:
         - type: RequestMirror
           requestMirror: {backendRef: {name: v2, port: 80}, percent: 100}
       backendRefs: [{name: v1, port: 80}]
+    - name: cors
+      matches: [{path: {type: PathPrefix, value: /cors}}]
+      filters:
+        - type: CORS
+          cors:
+            allowOrigins: ["https://app.example.com", "https://*.trusted.example"]
+            allowMethods: [GET, POST]
+            allowHeaders: [x-client]
+            exposeHeaders: [x-served-by]
+            maxAge: 600
+            allowCredentials: true
+      backendRefs: [{name: v1, port: 80}]
     - name: impatient
       matches: [{path: {type: PathPrefix, value: /slow}}]
       timeouts: {request: 300ms}
@@ -131,3 +143,33 @@ def test_the_rule_request_timeout_cuts_a_slow_backend_off_with_504(m: RunningMes
     assert b"upstream request timeout" in resp.body
     # Never before 300 ms; at most 400 ms late on a loaded 2-core machine; far below the backend's 3 s.
     assert 0.29 <= resp.elapsed <= 0.7, resp.elapsed
+
+
+def test_cors_preflights_are_answered_by_the_sidecar_for_allowed_origins_only(m: RunningMesh) -> None:
+    before = inbound(m, "v1-1")
+    preflight = {"access-control-request-method": "POST", "access-control-request-headers": "x-client"}
+    ok = m.get(
+        "caller", "front", "/cors/x", method="OPTIONS", headers={"origin": "https://app.example.com", **preflight}
+    )
+    assert ok.status == 200, ok
+    assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert ok.headers["access-control-allow-methods"] == "GET,POST"
+    assert ok.headers["access-control-allow-headers"] == "x-client"
+    assert ok.headers["access-control-max-age"] == "600"
+    assert ok.headers["access-control-allow-credentials"] == "true"
+    wildcard = m.get(
+        "caller", "front", "/cors/x", method="OPTIONS", headers={"origin": "https://a.trusted.example", **preflight}
+    )
+    assert wildcard.headers.get("access-control-allow-origin") == "https://a.trusted.example"
+    # The preflights never reached the app.
+    assert inbound(m, "v1-1") == before
+    # A simple request from an allowed origin gets the CORS headers on the app's answer; another origin none.
+    simple = m.get("caller", "front", "/cors/y", headers={"origin": "https://app.example.com"})
+    assert (simple.status, simple.served_by) == (200, "v1-1")
+    assert simple.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert simple.headers["access-control-expose-headers"] == "x-served-by"
+    denied = m.get("caller", "front", "/cors/y", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in denied.headers
+    # Routes without a CORS filter are untouched.
+    plain = m.get("caller", "front", "/item", headers={"origin": "https://app.example.com"})
+    assert "access-control-allow-origin" not in plain.headers
