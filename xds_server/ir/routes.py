@@ -88,6 +88,8 @@ class Redirect:
     path: str | None = None
     prefix: str | None = None
     status: int = 302
+    #: ``(RE2 pattern, substitution)`` for the path instead of ``path``/``prefix``.
+    regex: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

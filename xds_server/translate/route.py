@@ -84,7 +84,7 @@ def retry_policy(r: ir.Retry) -> RetryPolicy:
 
 
 def redirect(r: ir.Redirect) -> RedirectAction:
-    return new(
+    action = new(
         RedirectAction,
         scheme_redirect=r.scheme,
         host_redirect=r.host or "",
@@ -93,6 +93,10 @@ def redirect(r: ir.Redirect) -> RedirectAction:
         prefix_rewrite=r.prefix if r.path is None else None,
         response_code=_REDIRECT_CODES.get(r.status, RedirectActionRedirectResponseCode.FOUND),
     )
+    if r.regex is not None:
+        action.prefix_rewrite = None
+        action.regex_rewrite = new(RegexMatchAndSubstitute, pattern=regex(r.regex[0]), substitution=r.regex[1])
+    return action
 
 
 def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> RouteAction:

@@ -331,7 +331,7 @@ class GatewayRouting:
             r = replace(base, name=_name(svc, route, i, j, len(matches)), match=_http_match(m))
             for f in rule.filters:
                 if f.request_redirect is not None:
-                    r = _redirect(r, f.request_redirect)
+                    r = _redirect(r, f.request_redirect, m)
                 elif f.url_rewrite is not None:
                     r = _rewrite(r, f.url_rewrite, m)
             out.append((_http_rank(m), r))
@@ -417,14 +417,18 @@ def _grpc_match(m: GRPCRouteMatch) -> ir.RouteMatch:
     return ir.RouteMatch(path=ir.PathMatch("regex", f"/{service}/{method}"), headers=headers)
 
 
-def _redirect(r: ir.Route, rd: RequestRedirect) -> ir.Route:
+def _redirect(r: ir.Route, rd: RequestRedirect, m: HTTPRouteMatch) -> ir.Route:
     path = prefix = None
+    pattern: tuple[str, str] | None = None
     if rd.path is not None:
         if rd.path.type == "ReplaceFullPath":
             path = rd.path.replace_full_path or "/"
         else:
             prefix = rd.path.replace_prefix_match or "/"
-    redirect = ir.Redirect(rd.scheme, rd.hostname, rd.port, path, prefix, rd.status_code)
+            matched = m.path.value.rstrip("/") if m.path is not None and m.path.type == "PathPrefix" else ""
+            if prefix == "/" and matched:
+                pattern = (f"^{re.escape(matched)}/*", "/")  # /prefix/x -> /x, not //x
+    redirect = ir.Redirect(rd.scheme, rd.hostname, rd.port, path, prefix, rd.status_code, pattern)
     return replace(r, redirect=redirect, clusters=(), mirrors=(), fault=None, retry=None, timeout_ms=None)
 
 

@@ -45,6 +45,11 @@ spec:
             hostname: example.org
             statusCode: 301
             path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+    - name: moved-to-root
+      matches: [{path: {type: PathPrefix, value: /gone}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: {statusCode: 302, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
     - name: strip
       matches: [{path: {type: PathPrefix, value: /api}}]
       filters:
@@ -126,6 +131,9 @@ def test_a_redirect_answers_301_with_the_new_host_and_prefix_without_reaching_an
     resp = m.get("caller", "front", "/old/page?x=1")
     assert resp.status == 301
     assert resp.headers["location"] == "http://example.org/new/page?x=1", resp.headers
+    root = m.get("caller", "front", "/gone/page")
+    assert root.status == 302
+    assert root.headers["location"].endswith("/page") and "//page" not in root.headers["location"], root.headers
     assert sum(inbound(m, w) for w in ("front-1", "v1-1", "v2-1")) == before
 
 
