@@ -223,3 +223,8 @@ def test_xmesh_status_lists_supported_features_sorted_and_unique() -> None:
     status = xmesh_status(4, ["b", "a", "b"])
     assert status["supportedFeatures"] == [{"name": "a"}, {"name": "b"}]
     assert status["conditions"][0]["observedGeneration"] == 4
+
+
+def test_once_a_route_is_attached_a_request_matching_no_rule_has_no_route_and_gets_404() -> None:
+    only = route("only", "shop", [{"matches": [{"path": {"value": "/x"}}], "backendRefs": [{"name": "a", "port": 80}]}])
+    assert routes_of(only, "shop/inside") == [("HTTPRoute/shop/only/rule-0", "a.shop|80")]

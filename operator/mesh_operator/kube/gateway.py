@@ -29,7 +29,7 @@ from mesh_operator.control.plane import ControlPlane
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.rest import Rest
 from mesh_operator.kube.status import with_transition_times
-from mesh_operator.translate.gateway import GatewayRouting
+from mesh_operator.translate.gateway import GatewayRouting, RouteOutcome
 from mesh_operator.translate.gateway_status import route_status, xmesh_status
 from mesh_operator.translate.state import MeshState
 from mesh_operator.translate.status import PolicyKey
@@ -222,6 +222,7 @@ class GatewayStatusWriter:
         self.min_interval, self.period = min_interval, period
         self._last_write: dict[tuple[str, str], float] = {}
         self._written: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._outcomes: tuple[MeshState, dict[PolicyKey, RouteOutcome]] | None = None
         self.writes = 0
         self.failures = 0
 
@@ -239,7 +240,9 @@ class GatewayStatusWriter:
         state = self._state()
         if state is None:
             return 0
-        outcomes = GatewayRouting(state).outcomes
+        if self._outcomes is None or self._outcomes[0] is not state:  # once per translated state, not per round
+            self._outcomes = (state, GatewayRouting(state).outcomes)
+        outcomes = self._outcomes[1]
         plane = self._plane()
         jobs = []
         for kind in ("HTTPRoute", "GRPCRoute"):
