@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mesh_operator.api import CRD_KINDS, Policy
+from mesh_operator.api.gateway import GRPCRoute, HTTPRoute
 from mesh_operator.translate import MeshState, Refused, state_from_objects
 from mesh_operator.validation import AnyObject, validate_document
 from mesh_operator.validation.violations import Violation
@@ -66,7 +67,7 @@ class Loaded:
         keep = keep or {}
         objects: list[object] = []
         for label, obj in self.objects:
-            if label not in self.invalid or isinstance(obj, Policy):
+            if label not in self.invalid or isinstance(obj, Policy | HTTPRoute | GRPCRoute):
                 objects.append(obj)
         parsed_ok = {label for label, obj in self.objects if label not in self.invalid}
         objects += [obj for label, obj in keep.items() if label in self.failed_labels and label not in parsed_ok]
@@ -75,7 +76,11 @@ class Loaded:
 
     def valid_documents(self) -> dict[str, object]:
         """Label -> object of every valid Mesh and Inventory document (what ``keep`` remembers)."""
-        return {label: obj for label, obj in self.objects if label not in self.invalid and not isinstance(obj, Policy)}
+        return {
+            label: obj
+            for label, obj in self.objects
+            if label not in self.invalid and not isinstance(obj, Policy | HTTPRoute | GRPCRoute)
+        }
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:

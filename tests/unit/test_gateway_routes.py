@@ -228,3 +228,21 @@ def test_xmesh_status_lists_supported_features_sorted_and_unique() -> None:
 def test_once_a_route_is_attached_a_request_matching_no_rule_has_no_route_and_gets_404() -> None:
     only = route("only", "shop", [{"matches": [{"path": {"value": "/x"}}], "backendRefs": [{"name": "a", "port": 80}]}])
     assert routes_of(only, "shop/inside") == [("HTTPRoute/shop/only/rule-0", "a.shop|80")]
+
+
+def test_a_route_with_an_invalid_regex_is_not_accepted_and_no_proxy_gets_it() -> None:
+    bad = route("bad", "shop", [{"matches": [{"path": {"type": "RegularExpression", "value": "(["}}]}])
+    loaded = load_text(INVENTORY + bad, "t.yaml")
+    assert [p.violation.path for p in loaded.errors] == ["spec.rules[0].matches[0].path.value"]
+    translation = translate_mesh(loaded.state())
+    (outcome,) = translation.routes.values()
+    (po,) = outcome.parents
+    assert (po.accepted, po.accepted_reason) == (False, "UnsupportedValue")
+    assert [v.path for v in po.violations] == ["spec.rules[0].matches[0].path.value"]
+    assert [r.name for r in translation.proxies["shop/inside"].outbound[0].routes] == ["web.shop/default"]
+
+
+def test_two_parent_refs_to_the_same_service_attach_its_rules_once() -> None:
+    doc = yaml.safe_load(route("twice", "shop", [{"backendRefs": [{"name": "a", "port": 80}]}]))
+    doc["spec"]["parentRefs"].append({"group": "", "kind": "Service", "name": "web", "port": 80})
+    assert routes_of("---\n" + yaml.safe_dump(doc), "shop/inside") == [("HTTPRoute/shop/twice/rule-0", "a.shop|80")]

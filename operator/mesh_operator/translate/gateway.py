@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal
 
 from mesh_operator.api.common import duration_ms
@@ -38,11 +39,13 @@ from mesh_operator.api.gateway import (
     filters_of,
     rules_of,
 )
+from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
 from mesh_operator.translate.state import MeshState, ServiceInfo
 from mesh_operator.translate.status import PolicyKey
 from mesh_operator.translate.traffic import DEFAULT_REQUEST_TIMEOUT_MS, ServiceRouting, cluster_name
 from mesh_operator.translate.traffic import _retry as service_retry
+from mesh_operator.validation.gateway import validate_gateway_object
 from mesh_operator.validation.violations import Violation
 from xds_server import ir
 
@@ -56,6 +59,8 @@ INVALID_KIND = "InvalidKind"
 REF_NOT_PERMITTED = "RefNotPermitted"
 UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
 
+#: Validation results of unchanged route objects are reused across translations.
+_VALIDATED: IdentityMemo[list[Violation]] = IdentityMemo()
 _HEADER_KIND: dict[str, Literal["exact", "regex"]] = {"Exact": "exact", "RegularExpression": "regex"}
 
 
@@ -124,6 +129,9 @@ class GatewayRouting:
         outcome = RouteOutcome(route.metadata.generation)
         self.outcomes[route_key(route)] = outcome
         unsupported = _unsupported(route)
+        invalid = [
+            v for v in _VALIDATED.get((route,), partial(validate_gateway_object, route)) if v.severity == "error"
+        ]
         for i, ref in enumerate(route.spec.parent_refs):
             if not ref.is_service():
                 continue  # a Gateway or something else: not ours, no status from us
@@ -138,16 +146,17 @@ class GatewayRouting:
                 po.refuse(NO_MATCHING_PARENT, Violation(f"{path}.port", f"service {svc.host} has no port {ref.port}"))
             if ref.section_name is not None:
                 po.refuse(UNSUPPORTED_VALUE, Violation(f"{path}.sectionName", "is not supported for Service parents"))
-            for v in unsupported:
+            for v in (*invalid, *unsupported):
                 po.refuse(UNSUPPORTED_VALUE, v)
             for v, reason in self._ref_problems(route):
                 po.unresolved(reason, v)
             if po.accepted and svc is not None:
                 key = f"{svc.namespace}/{svc.name}"
-                if parent_ns == ns:
-                    self._producer.setdefault(key, []).append(route)
-                else:
-                    self._consumer.setdefault((key, ns), []).append(route)
+                attached = (
+                    self._producer.setdefault(key, []) if parent_ns == ns else self._consumer.setdefault((key, ns), [])
+                )
+                if not any(r is route for r in attached):  # two parentRefs to one Service: its rules once
+                    attached.append(route)
 
     def _ref_problems(self, route: GatewayRoute) -> list[tuple[Violation, str]]:
         out = []
