@@ -249,9 +249,12 @@ class GatewayStatusWriter:
             for k, body in self.store.bodies(kind).items():
                 ns, _, name = k.partition("/")
                 outcome = outcomes.get(PolicyKey(kind, ns, name))
-                if outcome is None or outcome.generation != _generation(body) or not outcome.parents:
-                    continue  # not parsed, not translated yet, or no Service parent: nothing of ours to say
                 current = body.get("status") or {}
+                if outcome is None or outcome.generation != _generation(body):
+                    continue  # not parsed or not translated yet
+                mine = [p for p in current.get("parents") or [] if p.get("controllerName") == CONTROLLER_NAME]
+                if not outcome.parents and not mine:
+                    continue  # no Service parent, and nothing of ours to take back
                 receipt = route_receipt(plane, f"{kind}/{ns}/{name}") if plane is not None else None
                 desired = route_status(outcome, ns, current, receipt)
                 jobs.append(self._maybe_write(kind, k, body, desired))
