@@ -14,6 +14,12 @@
 # (resolved once with `go list -m istio.io/istio@release-1.21`). It is the 1.21 line the upstream image was built
 # from, not byte-identical to 1.21.2.
 #
+# KNOWN BLOCKER (checked 2026-12-01): proxy.golang.org answers `403 Forbidden: This module version is not available`
+# for istio.io/istio@v0.0.0-20241002011629-79aa08a0f8ee (the zip of the whole Istio repository is not served), and
+# the module proxy is the only source we may use. Until a served source exists, the way forward is a small echo
+# server + `client` of our own that speak the text protocol the suite parses (conformance/utils/echo/parse.go:
+# `ResponseCode=`, `Hostname=`, `RequestHeader=Name:value`, ... one per line), packed under the same image name.
+#
 # Output: ${MESHWORK_GATEWAY_API_CACHE:-~/.cache/meshwork/gateway-api}/echo/<istio version>/echo-advanced.oci.tar
 # (reused when present). Go builds run at nice ${MESHWORK_BUILD_NICE:-10}, one at a time (flock).
 # Prints the archive's path as its last line on stdout.
