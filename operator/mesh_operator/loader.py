@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from mesh_operator.api import CRD_KINDS, Policy
+from mesh_operator.api.gateway import GRPCRoute, HTTPRoute
 from mesh_operator.translate import MeshState, Refused, state_from_objects
-from mesh_operator.validation import ApiObject, validate_document
+from mesh_operator.validation import AnyObject, validate_document
 from mesh_operator.validation.violations import Violation
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -38,7 +39,7 @@ class Problem:
 
 @dataclass
 class Loaded:
-    objects: list[tuple[str, ApiObject]] = field(default_factory=list)
+    objects: list[tuple[str, AnyObject]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     #: Labels of objects that parsed but break a cross-field rule.
     invalid: set[str] = field(default_factory=set)
@@ -66,7 +67,7 @@ class Loaded:
         keep = keep or {}
         objects: list[object] = []
         for label, obj in self.objects:
-            if label not in self.invalid or isinstance(obj, Policy):
+            if label not in self.invalid or isinstance(obj, Policy | HTTPRoute | GRPCRoute):
                 objects.append(obj)
         parsed_ok = {label for label, obj in self.objects if label not in self.invalid}
         objects += [obj for label, obj in keep.items() if label in self.failed_labels and label not in parsed_ok]
@@ -75,7 +76,11 @@ class Loaded:
 
     def valid_documents(self) -> dict[str, object]:
         """Label -> object of every valid Mesh and Inventory document (what ``keep`` remembers)."""
-        return {label: obj for label, obj in self.objects if label not in self.invalid and not isinstance(obj, Policy)}
+        return {
+            label: obj
+            for label, obj in self.objects
+            if label not in self.invalid and not isinstance(obj, Policy | HTTPRoute | GRPCRoute)
+        }
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:

@@ -17,6 +17,7 @@ import yaml
 from mesh_operator.loader import load_text
 from mesh_operator.render import resources
 from mesh_operator.translate import translate_mesh
+from mesh_operator.translate.gateway_status import route_status
 from mesh_operator.translate.ratelimit_global import service_config
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -30,11 +31,17 @@ def render_case(case: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for node in sorted(state.workloads):
         out[node.replace("/", "_") + ".yaml"] = _yaml(resources(state, node))
-    outcomes = translate_mesh(state).outcomes
+    translation = translate_mesh(state)
+    outcomes = translation.outcomes
     status: dict[str, Any] = {
         "problems": [str(p) for p in loaded.problems],
         "policies": {str(k): o.condition() for k, o in sorted(outcomes.items(), key=lambda kv: str(kv[0]))},
     }
+    if translation.routes:  # Gateway API routes: status.parents[] as the Gateway API specifies it
+        status["routes"] = {
+            str(k): route_status(o, k.namespace)
+            for k, o in sorted(translation.routes.items(), key=lambda kv: str(kv[0]))
+        }
     out["status.yaml"] = _yaml(status)
     rls = service_config(state)
     if rls["descriptors"]:

@@ -27,6 +27,7 @@ from xds_server.ir.clusters import (
 from xds_server.ir.common import AccessLogSettings, MeshSettings, NodeInfo, Provenance, TracingSettings
 from xds_server.ir.proxy import InboundListener, OutboundListener, ProxyConfig
 from xds_server.ir.routes import (
+    Cors,
     Fault,
     GlobalDescriptor,
     GlobalRateLimit,
@@ -51,6 +52,7 @@ __all__ = [
     "AccessRule",
     "CircuitBreakers",
     "Cluster",
+    "Cors",
     "Endpoint",
     "Fault",
     "GlobalDescriptor",

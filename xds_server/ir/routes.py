@@ -12,7 +12,9 @@ MatchKind = Literal["exact", "prefix", "regex", "present"]
 
 @dataclass(frozen=True, slots=True)
 class PathMatch:
-    kind: Literal["exact", "prefix", "regex"]
+    #: ``segment_prefix``: whole path segments (Gateway API's PathPrefix: ``/foo`` matches ``/foo/x``, not
+    #: ``/foox``); ``prefix``: plain string prefix.
+    kind: Literal["exact", "prefix", "regex", "segment_prefix"]
     value: str
 
 
@@ -86,6 +88,20 @@ class Redirect:
     path: str | None = None
     prefix: str | None = None
     status: int = 302
+    #: ``(RE2 pattern, substitution)`` for the path instead of ``path``/``prefix``.
+    regex: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """Cross-origin resource sharing, answered by the sidecar. Origins: exact, or with ``*`` wildcards."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int = 5
+    allow_credentials: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +162,8 @@ class Route:
     request_headers: HeaderEdits = HeaderEdits()
     response_headers: HeaderEdits = HeaderEdits()
     path_rewrite: tuple[Literal["full", "prefix"], str] | None = None
+    #: ``(RE2 pattern, substitution)`` applied to the path (Gateway API's ReplacePrefixMatch with ``/``).
+    path_regex_rewrite: tuple[str, str] | None = None
     host_rewrite: str | None = None
     timeout_ms: int | None = None
     idle_timeout_ms: int | None = None
@@ -156,3 +174,4 @@ class Route:
     trace_sampling: float | None = None
     hash_on: tuple[HashPolicy, ...] = ()
     provenance: Provenance | None = None
+    cors: Cors | None = None

@@ -14,7 +14,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import access_log, fault, hcm, route, tracing
+from xds_server.translate import access_log, cors, fault, hcm, route, tracing
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, pack, stat_token
 from xds_server.translate._memo import memoize
 from xds_server.translate.metadata import metadata
@@ -50,7 +50,7 @@ def listener(lis: ir.OutboundListener, mesh: ir.MeshSettings) -> Listener:
             direction="outbound",
             stat_prefix=prefix,
             route_config_name=lis.name,
-            http_filters=[fault.http_filter(), hcm.router()],
+            http_filters=[*cors.http_filters(lis.routes), fault.http_filter(), hcm.router()],
             access_log=access_log.access_logs(mesh.access_log, "http"),
             tracing=tracing.hcm_tracing(mesh.tracing, lis.trace_service or lis.service, tracing.outbound_percent(lis))
             if mesh.tracing is not None

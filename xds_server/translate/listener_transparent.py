@@ -35,7 +35,7 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import access_log, fault, hcm, route
+from xds_server.translate import access_log, cors, fault, hcm, route
 from xds_server.translate import listener_inbound as _inbound
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, ms, pack
 from xds_server.translate._memo import memoize
@@ -82,7 +82,7 @@ def port_listener(p: ir.PortRoutes, mesh: ir.MeshSettings) -> Listener:
         direction="outbound",
         stat_prefix=stat_name(p.name),
         route_config_name=p.name,
-        http_filters=[fault.http_filter(), hcm.router()],
+        http_filters=[*cors.http_filters(r for h in p.hosts for r in h.routes), fault.http_filter(), hcm.router()],
         access_log=access_log.access_logs(mesh.access_log, "http"),
     )
     return new(

@@ -32,7 +32,8 @@ def path(m: ir.PathMatch, *, ignore_case: bool = False) -> PathMatcher:
         return new(PathMatcher, path=new(StringMatcher, exact=m.value, ignore_case=True))
     if ignore_case and m.kind == "prefix":
         return new(PathMatcher, path=new(StringMatcher, prefix=m.value, ignore_case=True))
-    return new(PathMatcher, path=string_match(m.kind, m.value))
+    kind = "prefix" if m.kind == "segment_prefix" else m.kind
+    return new(PathMatcher, path=string_match(kind, m.value))
 
 
 def route_match(m: ir.RouteMatch) -> RouteMatch:
@@ -45,4 +46,6 @@ def route_match(m: ir.RouteMatch) -> RouteMatch:
         return new(RouteMatch, path=p.value, headers=headers, query_parameters=queries)
     if p.kind == "prefix":
         return new(RouteMatch, prefix=p.value, headers=headers, query_parameters=queries)
+    if p.kind == "segment_prefix":
+        return new(RouteMatch, path_separated_prefix=p.value, headers=headers, query_parameters=queries)
     return new(RouteMatch, safe_regex=regex(p.value), headers=headers, query_parameters=queries)

@@ -29,7 +29,7 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate import fault, ratelimit, ratelimit_global
+from xds_server.translate import cors, fault, ratelimit, ratelimit_global
 from xds_server.translate._common import ms, regex, runtime_fraction
 from xds_server.translate.matchers import route_match
 from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
@@ -84,7 +84,7 @@ def retry_policy(r: ir.Retry) -> RetryPolicy:
 
 
 def redirect(r: ir.Redirect) -> RedirectAction:
-    return new(
+    action = new(
         RedirectAction,
         scheme_redirect=r.scheme,
         host_redirect=r.host or "",
@@ -93,6 +93,10 @@ def redirect(r: ir.Redirect) -> RedirectAction:
         prefix_rewrite=r.prefix if r.path is None else None,
         response_code=_REDIRECT_CODES.get(r.status, RedirectActionRedirectResponseCode.FOUND),
     )
+    if r.regex is not None:
+        action.prefix_rewrite = None
+        action.regex_rewrite = new(RegexMatchAndSubstitute, pattern=regex(r.regex[0]), substitution=r.regex[1])
+    return action
 
 
 def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> RouteAction:
@@ -115,7 +119,10 @@ def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> Rou
             WeightedCluster,
             clusters=[new(WeightedClusterClusterWeight, name=c.cluster, weight=c.weight) for c in r.clusters],
         )
-    if r.path_rewrite is not None:
+    if r.path_regex_rewrite is not None:
+        pattern, substitution = r.path_regex_rewrite
+        action.regex_rewrite = new(RegexMatchAndSubstitute, pattern=regex(pattern), substitution=substitution)
+    elif r.path_rewrite is not None:
         kind, value = r.path_rewrite
         if kind == "prefix":
             action.prefix_rewrite = value
@@ -131,6 +138,8 @@ def outbound_route(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> R
     per_filter: dict[str, Any] = {}
     if r.fault is not None:
         per_filter[fault.FILTER_NAME] = fault.per_route(r.fault)
+    if r.cors is not None:
+        per_filter[cors.FILTER_NAME] = cors.per_route(r.cors)
     msg = new(
         Route,
         name=r.name,

@@ -34,6 +34,7 @@ from aiohttp import web
 from mesh_operator import inject
 from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.inject.settings import InjectionSettings
+from mesh_operator.kube.gateway import GatewayStatusWriter, GatewayStore, discover
 from mesh_operator.kube.handlers import RESOURCES, build_registry
 from mesh_operator.kube.receipts import merged_receipts
 from mesh_operator.kube.rest import Connection, Rest, connection
@@ -81,6 +82,8 @@ class OperatorOptions:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     #: admission handlers by path, beside ``/validate`` and ``/inject``
     admission_handlers: dict[str, Any] = field(default_factory=dict)
+    #: watch HTTPRoute/GRPCRoute/XMesh when the API server serves them (kube/gateway.py)
+    gateway_api: bool = True
     #: sidecar injection settings (images, ports, resources); namespace labels come from the watch
     injection: InjectionSettings = field(default_factory=InjectionSettings)
     #: check new config with real Envoy before any sidecar receives it (needs the Envoy binary)
@@ -106,6 +109,8 @@ class Operator:
         self.conn: Connection | None = None
         self.plane: ControlPlane | None = None
         self.store = Store(on_change=self._on_store_change)
+        #: Gateway API routes and XMesh (kube/gateway.py), watched when their CRDs are installed
+        self.gateway = GatewayStore(on_change=self._on_store_change)
         self.snapshot: Snapshot | None = None
         self.writer: StatusWriter | None = None
         self.ratelimit_config: Any = None
@@ -182,6 +187,18 @@ class Operator:
         if o.resync_period > 0:
             self.resyncer = Resyncer(self.rest, self.store, RESOURCES, period=o.resync_period)
             self._tasks.append(self._spawn(self.resyncer.run()))
+        self.gateway.kinds = await discover(self.rest) if o.gateway_api else ()
+        if self.gateway.kinds:
+            log.info("watching Gateway API kinds: %s", ", ".join(self.gateway.kinds))
+            gateway_writer = GatewayStatusWriter(
+                self.rest,
+                self.gateway,
+                lambda: self.snapshot.state if self.snapshot else None,
+                lambda: self.plane,
+                is_leader=is_leader,
+                min_interval=o.status_interval,
+            )
+            self._tasks.append(self._spawn(gateway_writer.run()))
         if o.webhook_port is not None:
             from mesh_operator.kube.admission import AdmissionServer, validate_review
 
@@ -246,6 +263,7 @@ class Operator:
     def _start_kopf(self) -> None:
         assert self.conn is not None
         registry = build_registry(self.store, self.conn)
+        self.gateway.register(registry, self.store.mark_synced)
         settings = self._settings()
 
         def run() -> None:
@@ -283,6 +301,8 @@ class Operator:
             if not self.store.synced or self.plane is None:
                 continue
             snap = await asyncio.to_thread(self.store.snapshot)
+            if self.gateway.kinds:
+                snap.state = dataclasses.replace(snap.state, routes=self.gateway.routes())
             if self.snapshot is None:
                 log.info(
                     "initial LIST complete: %d services, %d proxies, %d policies",

@@ -10,6 +10,7 @@ import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mesh_operator.translate.gateway import RouteOutcome
 from mesh_operator.translate.policies import Rejection, fingerprint, key_of, resolve
 from mesh_operator.translate.proxy import ProxyBuilder
 from mesh_operator.translate.state import MeshState, Policy, Refused, WorkloadInfo, state_from_objects
@@ -39,6 +40,8 @@ class MeshTranslation:
     failed: dict[str, str] = field(default_factory=dict)
     #: the accepted current version of each policy in force
     in_force: dict[PolicyKey, Policy] = field(default_factory=dict)
+    #: Gateway API routes (HTTPRoute/GRPCRoute) -> their verdict per Service parent (translate/gateway.py)
+    routes: dict[PolicyKey, RouteOutcome] = field(default_factory=dict)
 
 
 def translate_mesh(
@@ -72,4 +75,4 @@ def translate_mesh(
     finally:
         if enabled:
             gc.enable()
-    return MeshTranslation(proxies, resolved.outcomes, failed, resolved.in_force())
+    return MeshTranslation(proxies, resolved.outcomes, failed, resolved.in_force(), builder.gateway.outcomes)

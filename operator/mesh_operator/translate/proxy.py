@@ -9,6 +9,8 @@ from mesh_operator.api.retry_policy import RetryPolicy
 from mesh_operator.api.traffic_policy import TrafficPolicy
 from mesh_operator.translate.access import rbac_policies, spiffe_id
 from mesh_operator.translate.authentication import jwt_authn
+from mesh_operator.translate.gateway import GatewayRouting
+from mesh_operator.translate.gateway_hooks import warn_superseded
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved, key_of
 from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
@@ -60,6 +62,13 @@ class ProxyBuilder:
             self._rule_retries.setdefault(service, {})[rule] = policy
         if self.mesh.ratelimit_service is None:
             warn_without_service(resolved)
+        self.gateway = GatewayRouting(state, resolved)
+        warn_superseded(self.gateway, resolved)
+
+    def routing_for(self, service_key: str, caller_namespace: str) -> ServiceRouting:
+        """A service's outbound routing as callers in ``caller_namespace`` see it (Gateway API routes, if any
+        apply to them, else the TrafficPolicy's)."""
+        return self.gateway.routing(service_key, caller_namespace, self.routing(service_key), self.routing)
 
     def routing(self, service_key: str) -> ServiceRouting:
         """A service's outbound routing, computed once per translation and reused across translations while
@@ -146,7 +155,9 @@ class ProxyBuilder:
                 )
             )
         if w.transparent:
-            t = transparent_config(self.state, w, self.routing, inbound, clusters)
+            t = transparent_config(
+                self.state, w, partial(self.routing_for, caller_namespace=w.namespace), inbound, clusters
+            )
             return ir.ProxyConfig(
                 node=node,
                 mesh=self.mesh,
@@ -160,7 +171,7 @@ class ProxyBuilder:
             target = self.state.services.get(up.service)
             if target is None:
                 continue
-            routing = self.routing(up.service)
+            routing = self.routing_for(up.service, w.namespace)
             for c in routing.clusters:
                 clusters[c.name] = c
             # The same routing object and port give the very same listener object: stage 2 then finds its bytes

@@ -12,6 +12,7 @@ from typing import Literal
 
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import ObjectMeta
+from mesh_operator.api.gateway import GatewayRoute, GRPCRoute, HTTPRoute
 from mesh_operator.api.inventory import Client, Instance, Upstream
 from mesh_operator.validation.violations import Violation
 
@@ -109,6 +110,8 @@ class MeshState:
     workloads: dict[str, WorkloadInfo] = field(default_factory=dict)  # key: namespace/name
     policies: tuple[Policy, ...] = ()
     refused: tuple[Refused, ...] = ()
+    #: Gateway API HTTPRoutes/GRPCRoutes (translate/gateway.py decides which attach to a Service).
+    routes: tuple[GatewayRoute, ...] = ()
 
 
 _PROTOCOLS: dict[str, Protocol] = {"HTTP": "http", "HTTP2": "http2", "TCP": "tcp"}
@@ -128,6 +131,7 @@ def state_from_objects(objects: Iterable[object]) -> MeshState:
     services: dict[str, ServiceInfo] = {}
     workloads: dict[str, WorkloadInfo] = {}
     policies: list[Policy] = []
+    routes: list[GatewayRoute] = []
     for obj in objects:
         if isinstance(obj, Mesh):
             mesh = obj
@@ -135,7 +139,9 @@ def state_from_objects(objects: Iterable[object]) -> MeshState:
             _add_inventory(obj, services, workloads)
         elif isinstance(obj, TrafficPolicy | RetryPolicy | AccessPolicy | AuthenticationPolicy):
             policies.append(obj)
-    return MeshState(mesh or default_mesh(), services, workloads, tuple(policies))
+        elif isinstance(obj, HTTPRoute | GRPCRoute):
+            routes.append(obj)
+    return MeshState(mesh or default_mesh(), services, workloads, tuple(policies), routes=tuple(routes))
 
 
 def _add_inventory(inv: Inventory, services: dict[str, ServiceInfo], workloads: dict[str, WorkloadInfo]) -> None:

@@ -17,9 +17,11 @@ from pydantic.alias_generators import to_camel
 
 from mesh_operator.api import KINDS, AccessPolicy, AuthenticationPolicy, Inventory, Mesh, RetryPolicy, TrafficPolicy
 from mesh_operator.api.common import GROUP_VERSION
+from mesh_operator.api.gateway import GRPCRoute, HTTPRoute, XMesh
 from mesh_operator.validation.access_policy import validate_access_policy
 from mesh_operator.validation.authentication_policy import validate_authentication_policy
 from mesh_operator.validation.envoy import check_envoy_rules
+from mesh_operator.validation.gateway import is_gateway_document, parse_gateway_document
 from mesh_operator.validation.inventory import validate_inventory
 from mesh_operator.validation.mesh import validate_mesh
 from mesh_operator.validation.modes import validate_mode
@@ -29,6 +31,8 @@ from mesh_operator.validation.traffic_policy import validate_traffic_policy
 from mesh_operator.validation.violations import Collector, Violation, errors, format_path, warnings
 
 ApiObject = TrafficPolicy | RetryPolicy | AccessPolicy | AuthenticationPolicy | Mesh | Inventory
+#: What local mode reads: Meshwork's kinds and the Gateway API kinds (validation/gateway.py).
+AnyObject = ApiObject | HTTPRoute | GRPCRoute | XMesh
 
 _SEMANTIC: dict[type[Any], Callable[[Any, Collector], None]] = {
     TrafficPolicy: validate_traffic_policy,
@@ -46,7 +50,7 @@ __all__ = ["Checked", "Violation", "errors", "validate_document", "validate_obje
 class Checked:
     """A document after validation: the object when its schema is valid, and every violation."""
 
-    obj: ApiObject | None
+    obj: AnyObject | None
     violations: list[Violation] = field(default_factory=list)
 
     @property
@@ -57,6 +61,9 @@ class Checked:
 def validate_document(doc: Mapping[str, Any]) -> Checked:
     if not isinstance(doc, Mapping):
         return Checked(None, [Violation("", f"expected an object, got {type(doc).__name__}")])
+    if is_gateway_document(doc):
+        gateway_obj, found = parse_gateway_document(doc, _from_pydantic)
+        return Checked(gateway_obj, found)
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != GROUP_VERSION:
         return Checked(None, [Violation("apiVersion", f"must be {GROUP_VERSION}, got {api_version!r}")])

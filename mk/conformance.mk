@@ -1,0 +1,30 @@
+# Gateway API mesh conformance (docs/gateway-api.md): the upstream suite (sigs.k8s.io/gateway-api/conformance
+# v1.6.1, embedded in conformance/) against Meshwork on the real cluster tier, profiles MESH-HTTP and MESH-GRPC.
+# Needs the cluster up (`make k8s-cluster`) with Meshwork installed from the chart; this target checks both and
+# starts neither. Builds (nice 10, cached outside the repo): the suite's test binary and the echo image.
+#
+#   make gateway-api-crds   upstream v1.6.1 CRDs from the Go module proxy -> ~/.cache/meshwork/gateway-api/v1.6.1
+#   make conformance-suite  go test -c of conformance/ -> ~/.cache/meshwork/conformance/mesh.test
+#   make echo-image         Istio's echo server+client from source -> OCI archive (the suite's echo-advanced image)
+#   make conformance        all of the above, then the suite; report in docs/conformance/
+
+GATEWAY_API_CACHE ?= $(HOME)/.cache/meshwork/gateway-api
+CONFORMANCE_BIN   ?= $(HOME)/.cache/meshwork/conformance/mesh.test
+MESHWORK_VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -1)
+
+.PHONY: gateway-api-crds conformance-suite echo-image conformance
+
+gateway-api-crds:
+	@scripts/gateway-api/fetch-crds.sh >/dev/null
+
+conformance-suite:
+	@mkdir -p $(dir $(CONFORMANCE_BIN))
+	cd conformance && GOFLAGS=-mod=mod nice -n 10 go test -tags conformance -c -o $(CONFORMANCE_BIN) .
+
+echo-image:
+	@scripts/gateway-api/build-echo-image.sh >/dev/null
+
+conformance: install gateway-api-crds conformance-suite echo-image
+	$(BIN)/python scripts/gateway-api/conformance.py --crds $(GATEWAY_API_CACHE)/v1.6.1 \
+		--echo-image "$$(scripts/gateway-api/build-echo-image.sh)" --suite $(CONFORMANCE_BIN) \
+		--version v$(MESHWORK_VERSION)

@@ -1,0 +1,476 @@
+"""Gateway API mesh routes (GAMMA): HTTPRoutes and GRPCRoutes whose parentRef is a Service -> the same IR routes
+a TrafficPolicy produces.
+
+Who sees which routes (GEP-1426, GEP-2257):
+
+* a **producer** route lives in the Service's namespace and applies to every caller of the Service;
+* a **consumer** route lives in another namespace and applies only to callers in that namespace, instead of the
+  producer routes (consumer routes win for their namespace).
+* Several routes on one parent merge; their rules are ordered as the Gateway API specifies (exact path, longest
+  prefix, method, most headers, most query params; then the oldest route, then namespace/name, then rule order).
+* Routes replace a TrafficPolicy's ``rules`` for the callers they apply to; the TrafficPolicy's connection settings
+  (load balancing, circuit breaking, outlier detection, health checks, connect timeout) still shape the Service's
+  cluster, and a TrafficPolicy whose rules are superseded gets a warning naming the routes.
+
+No I/O: a pure function of the mesh state, like every stage-one module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Literal
+
+from mesh_operator.api.common import duration_ms
+from mesh_operator.api.gateway import (
+    BackendRef,
+    Cors,
+    GatewayRoute,
+    GRPCRoute,
+    GRPCRouteMatch,
+    HeaderFilter,
+    HTTPRoute,
+    HTTPRouteMatch,
+    ParentReference,
+    RequestRedirect,
+    URLRewrite,
+    filters_of,
+    rules_of,
+)
+from mesh_operator.translate.memo import IdentityMemo
+from mesh_operator.translate.policies import Resolved
+from mesh_operator.translate.state import MeshState, ServiceInfo
+from mesh_operator.translate.status import PolicyKey
+from mesh_operator.translate.traffic import DEFAULT_REQUEST_TIMEOUT_MS, ServiceRouting, cluster_name
+from mesh_operator.translate.traffic import _retry as service_retry
+from mesh_operator.validation.gateway import validate_gateway_object
+from mesh_operator.validation.violations import Violation
+from xds_server import ir
+
+# Gateway API condition reasons (gateway.networking.k8s.io/v1 RouteConditionReason).
+ACCEPTED = "Accepted"
+NO_MATCHING_PARENT = "NoMatchingParent"
+UNSUPPORTED_VALUE = "UnsupportedValue"
+RESOLVED_REFS = "ResolvedRefs"
+BACKEND_NOT_FOUND = "BackendNotFound"
+INVALID_KIND = "InvalidKind"
+REF_NOT_PERMITTED = "RefNotPermitted"
+UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
+
+#: Validation results of unchanged route objects are reused across translations.
+_VALIDATED: IdentityMemo[list[Violation]] = IdentityMemo()
+_HEADER_KIND: dict[str, Literal["exact", "regex"]] = {"Exact": "exact", "RegularExpression": "regex"}
+
+
+@dataclass
+class ParentOutcome:
+    """The verdict on one route for one of its (Service) parents: the two Gateway API conditions."""
+
+    parent: ParentReference
+    accepted: bool = True
+    accepted_reason: str = ACCEPTED
+    resolved: bool = True
+    resolved_reason: str = RESOLVED_REFS
+    violations: list[Violation] = field(default_factory=list)
+    ref_problems: list[Violation] = field(default_factory=list)
+
+    def refuse(self, reason: str, v: Violation) -> None:
+        if self.accepted:
+            self.accepted, self.accepted_reason = False, reason
+        self.violations.append(v)
+
+    def unresolved(self, reason: str, v: Violation) -> None:
+        if self.resolved:
+            self.resolved, self.resolved_reason = False, reason
+        if v not in self.ref_problems:
+            self.ref_problems.append(v)
+
+
+@dataclass
+class RouteOutcome:
+    generation: int
+    parents: list[ParentOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Attached:
+    route: GatewayRoute
+    service: str  # namespace/name of the parent Service
+
+
+def route_key(r: GatewayRoute) -> PolicyKey:
+    return PolicyKey(r.kind, r.metadata.namespace, r.metadata.name)
+
+
+def _age(r: GatewayRoute) -> tuple[str, str, str]:
+    return (r.metadata.creation_timestamp or "~", r.metadata.namespace, r.metadata.name)
+
+
+class GatewayRouting:
+    """Resolves every route once per translation (status), and builds the routing of a Service for callers in a
+    namespace on demand."""
+
+    def __init__(self, state: MeshState, resolved: Resolved | None = None) -> None:
+        self.state = state
+        self.resolved = resolved or Resolved()
+        self.outcomes: dict[PolicyKey, RouteOutcome] = {}
+        self._producer: dict[str, list[GatewayRoute]] = {}
+        self._consumer: dict[tuple[str, str], list[GatewayRoute]] = {}
+        self._built: dict[tuple[str, str], ServiceRouting] = {}
+        for route in sorted(state.routes, key=_age):
+            self._resolve(route)
+
+    # -- resolution (status) -------------------------------------------------------------------------------------
+
+    def _resolve(self, route: GatewayRoute) -> None:
+        ns = route.metadata.namespace
+        outcome = RouteOutcome(route.metadata.generation)
+        self.outcomes[route_key(route)] = outcome
+        unsupported = _unsupported(route)
+        invalid = [
+            v for v in _VALIDATED.get((route,), partial(validate_gateway_object, route)) if v.severity == "error"
+        ]
+        for i, ref in enumerate(route.spec.parent_refs):
+            if not ref.is_service():
+                continue  # a Gateway or something else: not ours, no status from us
+            parent_ns = ref.namespace or ns
+            po = ParentOutcome(ref)
+            outcome.parents.append(po)
+            path = f"spec.parentRefs[{i}]"
+            svc = self.state.services.get(f"{parent_ns}/{ref.name}")
+            if svc is None:
+                po.refuse(NO_MATCHING_PARENT, Violation(path, f"service {parent_ns}/{ref.name} does not exist"))
+            elif ref.port is not None and ref.port != svc.port:
+                po.refuse(NO_MATCHING_PARENT, Violation(f"{path}.port", f"service {svc.host} has no port {ref.port}"))
+            if ref.section_name is not None:
+                po.refuse(UNSUPPORTED_VALUE, Violation(f"{path}.sectionName", "is not supported for Service parents"))
+            for v in (*invalid, *unsupported):
+                po.refuse(UNSUPPORTED_VALUE, v)
+            for v, reason in self._ref_problems(route):
+                po.unresolved(reason, v)
+            if po.accepted and svc is not None:
+                key = f"{svc.namespace}/{svc.name}"
+                attached = (
+                    self._producer.setdefault(key, []) if parent_ns == ns else self._consumer.setdefault((key, ns), [])
+                )
+                if not any(r is route for r in attached):  # two parentRefs to one Service: its rules once
+                    attached.append(route)
+
+    def _ref_problems(self, route: GatewayRoute) -> list[tuple[Violation, str]]:
+        out = []
+        for i, rule in enumerate(rules_of(route)):
+            refs = [(f"spec.rules[{i}].backendRefs[{j}]", b) for j, b in enumerate(rule.backend_refs)]
+            for k, f in enumerate(filters_of(rule)):
+                if f.request_mirror is not None:
+                    refs.append(
+                        (f"spec.rules[{i}].filters[{k}].requestMirror.backendRef", f.request_mirror.backend_ref)
+                    )
+            for path, b in refs:
+                _, problem = self._backend(route, b, path)
+                if problem is not None:
+                    out.append(problem)
+        return out
+
+    def _backend(
+        self, route: GatewayRoute, b: BackendRef, path: str
+    ) -> tuple[ServiceInfo | None, tuple[Violation, str] | None]:
+        if b.group not in ("", "core") or b.kind != "Service":
+            return None, (
+                Violation(path, f"kind {b.group or 'core'}/{b.kind} is not supported (only Service)"),
+                INVALID_KIND,
+            )
+        ns = b.namespace or route.metadata.namespace
+        key = f"{ns}/{b.name}"
+        parents = {f"{p.namespace or route.metadata.namespace}/{p.name}" for p in route.spec.parent_refs}
+        if ns != route.metadata.namespace and key not in parents:
+            why = f"service {key} is in another namespace (ReferenceGrant is not supported yet)"
+            return None, (Violation(path, why), REF_NOT_PERMITTED)
+        svc = self.state.services.get(key)
+        if svc is None:
+            return None, (Violation(path, f"service {key} does not exist"), BACKEND_NOT_FOUND)
+        if b.port is not None and b.port != svc.port:
+            return None, (Violation(f"{path}.port", f"service {key} has no port {b.port}"), BACKEND_NOT_FOUND)
+        if isinstance(route, GRPCRoute) and svc.protocol != "http2":
+            why = f"service {key} speaks {svc.protocol.upper()}; a GRPCRoute needs HTTP2"
+            return None, (Violation(path, why), UNSUPPORTED_PROTOCOL)
+        return svc, None
+
+    def attached(self, service_key: str, caller_ns: str) -> list[GatewayRoute]:
+        """The routes callers in ``caller_ns`` get for the service: their namespace's consumer routes, else the
+        producer routes."""
+        return self._consumer.get((service_key, caller_ns)) or self._producer.get(service_key, [])
+
+    def routed_services(self) -> dict[str, list[GatewayRoute]]:
+        """Every service with at least one route attached, and all its routes (producer and consumer)."""
+        out: dict[str, list[GatewayRoute]] = {k: list(v) for k, v in self._producer.items()}
+        for (svc, _), routes in self._consumer.items():
+            out.setdefault(svc, []).extend(routes)
+        return out
+
+    # -- building routes ----------------------------------------------------------------------------------------
+
+    def routing(
+        self, service_key: str, caller_ns: str, base: ServiceRouting, routing_of: Callable[[str], ServiceRouting]
+    ) -> ServiceRouting:
+        """What a caller in ``caller_ns`` gets for the service: ``base`` (its TrafficPolicy routing) unless
+        Gateway API routes apply to it."""
+        routes = self.attached(service_key, caller_ns)
+        if not routes:
+            return base
+        ns_key = caller_ns if (service_key, caller_ns) in self._consumer else ""
+        if (service_key, ns_key) not in self._built:
+            self._built[(service_key, ns_key)] = self._build(service_key, routes, base, routing_of)
+        return self._built[(service_key, ns_key)]
+
+    def _build(
+        self,
+        service_key: str,
+        routes: list[GatewayRoute],
+        base: ServiceRouting,
+        routing_of: Callable[[str], ServiceRouting],
+    ) -> ServiceRouting:
+        svc = self.state.services[service_key]
+        # What a route gets unless it says otherwise: the Service-wide settings of its TrafficPolicy and
+        # RetryPolicy (never a TrafficPolicy rule's: those rules are superseded).
+        tp = self.resolved.traffic.get(service_key)
+        timeouts = tp.spec.timeouts if tp is not None else None
+        timeout = duration_ms(timeouts.request) if timeouts and timeouts.request else DEFAULT_REQUEST_TIMEOUT_MS
+        default = ir.Route(
+            name="",
+            match=ir.RouteMatch(),
+            timeout_ms=timeout,
+            idle_timeout_ms=duration_ms(timeouts.idle) if timeouts and timeouts.idle else None,
+            retry=service_retry(self.resolved.retry.get(service_key), timeout, []),
+            hash_on=base.routes[-1].hash_on,
+        )
+        ranked: list[tuple[tuple[object, ...], ir.Route]] = []
+        clusters: dict[str, ir.Cluster] = {c.name: c for c in base.clusters[:1]}
+        for order, route in enumerate(routes):
+            for i in range(len(route.spec.rules)):
+                for j, (rank, r) in enumerate(self._rule(svc, route, i, default, routing_of, clusters)):
+                    ranked.append(((*rank, order, i, j), r))
+        ranked.sort(key=lambda x: x[0])
+        return ServiceRouting(tuple(r for _, r in ranked), tuple(clusters.values()), base.warnings)
+
+    def _rule(
+        self,
+        svc: ServiceInfo,
+        route: GatewayRoute,
+        i: int,
+        default: ir.Route,
+        routing_of: Callable[[str], ServiceRouting],
+        clusters: dict[str, ir.Cluster],
+    ) -> list[tuple[tuple[object, ...], ir.Route]]:
+        rule = route.spec.rules[i]
+        prov = ir.Provenance(route.kind, route.metadata.namespace, route.metadata.name, route.metadata.generation)
+
+        def cluster_of(b: BackendRef) -> str | None:
+            target, problem = self._backend(route, b, "")
+            if target is None or problem is not None:
+                return None
+            name = cluster_name(target)
+            if name not in clusters:
+                clusters[name] = routing_of(f"{target.namespace}/{target.name}").clusters[0]
+            return name
+
+        weighted: list[ir.WeightedCluster] = []
+        broken = 0
+        for b in rule.backend_refs:
+            if b.weight == 0:
+                continue
+            name = cluster_of(b)
+            if name is None:
+                broken += b.weight
+            else:
+                weighted.append(ir.WeightedCluster(name, b.weight))
+        total = broken + sum(w.weight for w in weighted)
+        base = ir.Route(
+            name="",
+            match=ir.RouteMatch(),
+            clusters=tuple(weighted),
+            retry=default.retry,
+            idle_timeout_ms=default.idle_timeout_ms,
+            hash_on=default.hash_on,
+            timeout_ms=default.timeout_ms,
+            provenance=prov,
+        )
+        for f in rule.filters:
+            if f.request_header_modifier is not None:
+                base = replace(base, request_headers=_edits(f.request_header_modifier))
+            elif f.response_header_modifier is not None:
+                base = replace(base, response_headers=_edits(f.response_header_modifier))
+            elif (c := getattr(f, "cors", None)) is not None:
+                base = replace(base, cors=_cors(c))
+            elif f.request_mirror is not None:
+                m = f.request_mirror
+                mirror_to = cluster_of(m.backend_ref)
+                if mirror_to is not None:
+                    pct = 100.0 if m.percent is None else float(m.percent)
+                    if m.fraction is not None:
+                        pct = 100.0 * m.fraction.numerator / m.fraction.denominator
+                    base = replace(base, mirrors=(*base.mirrors, ir.Mirror(mirror_to, min(pct, 100.0))))
+        # A share of the weight on backends that cannot be resolved gets 500 (as the Gateway API requires), and
+        # so does a rule with no backend at all (unless it redirects).
+        if total == 0 or broken:
+            base = replace(
+                base, fault=ir.Fault(abort_status=500, abort_percent=100.0 * broken / total if total else 100.0)
+            )
+        if not weighted:
+            base = replace(base, clusters=(ir.WeightedCluster(cluster_name(svc), 1),))
+        if isinstance(route, HTTPRoute):
+            return self._http_rule(svc, route, i, base)
+        return self._grpc_rule(svc, route, i, base)
+
+    def _http_rule(
+        self, svc: ServiceInfo, route: HTTPRoute, i: int, base: ir.Route
+    ) -> list[tuple[tuple[object, ...], ir.Route]]:
+        rule = route.spec.rules[i]
+        if rule.timeouts is not None:
+            if rule.timeouts.request is not None:
+                base = replace(base, timeout_ms=duration_ms(rule.timeouts.request))
+            if rule.timeouts.backend_request is not None and base.retry is not None:
+                base = replace(
+                    base, retry=replace(base.retry, per_try_timeout_ms=duration_ms(rule.timeouts.backend_request))
+                )
+        out = []
+        matches = rule.matches or [HTTPRouteMatch()]
+        for j, m in enumerate(matches):
+            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=_http_match(m))
+            for f in rule.filters:
+                if f.request_redirect is not None:
+                    r = _redirect(r, f.request_redirect, m)
+                elif f.url_rewrite is not None:
+                    r = _rewrite(r, f.url_rewrite, m)
+            out.append((_http_rank(m), r))
+        return out
+
+    def _grpc_rule(
+        self, svc: ServiceInfo, route: GRPCRoute, i: int, base: ir.Route
+    ) -> list[tuple[tuple[object, ...], ir.Route]]:
+        rule = route.spec.rules[i]
+        matches = rule.matches or [GRPCRouteMatch()]
+        out: list[tuple[tuple[object, ...], ir.Route]] = []
+        for j, m in enumerate(matches):
+            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=_grpc_match(m))
+            svc_len = len(m.method.service or "") if m.method else 0
+            method_len = len(m.method.method or "") if m.method else 0
+            out.append(((-svc_len, -method_len, -len(m.headers)), r))
+        return out
+
+
+def _name(svc: ServiceInfo, route: GatewayRoute, i: int, j: int, n: int) -> str:
+    rule = route.spec.rules[i].name or f"rule-{i}"
+    return f"{svc.host}/{route.kind}/{route.metadata.namespace}/{route.metadata.name}/{rule}{f'/{j}' if n > 1 else ''}"
+
+
+def _cors(c: Cors) -> ir.Cors:
+    return ir.Cors(
+        allow_origins=tuple(c.allow_origins),
+        allow_methods=tuple(c.allow_methods),
+        allow_headers=tuple(c.allow_headers),
+        expose_headers=tuple(c.expose_headers),
+        max_age_s=c.max_age,
+        allow_credentials=bool(c.allow_credentials),
+    )
+
+
+def _edits(h: HeaderFilter) -> ir.HeaderEdits:
+    return ir.HeaderEdits(
+        set=tuple((x.name.lower(), x.value) for x in h.set),
+        add=tuple((x.name.lower(), x.value) for x in h.add),
+        remove=tuple(x.lower() for x in h.remove),
+    )
+
+
+def _http_match(m: HTTPRouteMatch) -> ir.RouteMatch:
+    path = ir.PathMatch("prefix", "/")
+    if m.path is not None:
+        if m.path.type == "Exact":
+            path = ir.PathMatch("exact", m.path.value)
+        elif m.path.type == "RegularExpression":
+            path = ir.PathMatch("regex", m.path.value)
+        elif m.path.value.rstrip("/"):
+            # Gateway API prefixes match whole path segments: /foo matches /foo and /foo/bar, never /foobar.
+            path = ir.PathMatch("segment_prefix", m.path.value.rstrip("/"))
+    return ir.RouteMatch(
+        path=path,
+        method=m.method,
+        headers=tuple(ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value) for h in m.headers),
+        query=tuple(ir.QueryMatch(q.name, _HEADER_KIND[q.type], q.value) for q in m.query_params),
+    )
+
+
+def _http_rank(m: HTTPRouteMatch) -> tuple[object, ...]:
+    kind, length = 2, 0
+    if m.path is not None:
+        kind = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}[m.path.type]
+        length = len(m.path.value.rstrip("/") or "/")
+    return (kind, -length, 0 if m.method else 1, -len(m.headers), -len(m.query_params))
+
+
+def _grpc_match(m: GRPCRouteMatch) -> ir.RouteMatch:
+    headers = tuple(ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value) for h in m.headers)
+    mm = m.method
+    if mm is None or (mm.service is None and mm.method is None):
+        return ir.RouteMatch(path=ir.PathMatch("prefix", "/"), headers=headers)
+    if mm.type == "Exact":
+        if mm.service and mm.method:
+            return ir.RouteMatch(path=ir.PathMatch("exact", f"/{mm.service}/{mm.method}"), headers=headers)
+        if mm.service:
+            return ir.RouteMatch(path=ir.PathMatch("prefix", f"/{mm.service}/"), headers=headers)
+        return ir.RouteMatch(path=ir.PathMatch("regex", f"/[^/]+/{re.escape(mm.method or '')}"), headers=headers)
+    service = mm.service or "[^/]+"
+    method = mm.method or "[^/]+"
+    return ir.RouteMatch(path=ir.PathMatch("regex", f"/{service}/{method}"), headers=headers)
+
+
+def _redirect(r: ir.Route, rd: RequestRedirect, m: HTTPRouteMatch) -> ir.Route:
+    path = prefix = None
+    pattern: tuple[str, str] | None = None
+    if rd.path is not None:
+        if rd.path.type == "ReplaceFullPath":
+            path = rd.path.replace_full_path or "/"
+        else:
+            prefix = rd.path.replace_prefix_match or "/"
+            matched = m.path.value.rstrip("/") if m.path is not None and m.path.type == "PathPrefix" else ""
+            if prefix == "/" and matched:
+                pattern = (f"^{re.escape(matched)}/*", "/")  # /prefix/x -> /x, not //x
+    redirect = ir.Redirect(rd.scheme, rd.hostname, rd.port, path, prefix, rd.status_code, pattern)
+    return replace(r, redirect=redirect, clusters=(), mirrors=(), fault=None, retry=None, timeout_ms=None)
+
+
+def _rewrite(r: ir.Route, rw: URLRewrite, m: HTTPRouteMatch) -> ir.Route:
+    if rw.hostname is not None:
+        r = replace(r, host_rewrite=rw.hostname)
+    if rw.path is not None:
+        if rw.path.type == "ReplaceFullPath":
+            r = replace(r, path_rewrite=("full", rw.path.replace_full_path or "/"))
+        else:
+            to = rw.path.replace_prefix_match or "/"
+            matched = m.path.value.rstrip("/") if m.path is not None and m.path.type == "PathPrefix" else ""
+            if to == "/" and matched:
+                # /prefix/x with "/" must become /x, not //x: strip the prefix and its slashes with a regex.
+                r = replace(r, path_regex_rewrite=(f"^{re.escape(matched)}/*", "/"))
+            else:
+                r = replace(r, path_rewrite=("prefix", to))
+    return r
+
+
+def _unsupported(route: GatewayRoute) -> list[Violation]:
+    """Fields Meshwork parses but does not implement: the route is not accepted rather than half-applied."""
+    out = []
+    for i, rule in enumerate(rules_of(route)):
+        p = f"spec.rules[{i}]"
+        if rule.session_persistence is not None:
+            out.append(Violation(f"{p}.sessionPersistence", "is not supported"))
+        if isinstance(route, HTTPRoute) and route.spec.rules[i].retry is not None:
+            out.append(Violation(f"{p}.retry", "is not supported yet (use a RetryPolicy on the Service)"))
+        for j, b in enumerate(rule.backend_refs):
+            if b.filters:
+                out.append(Violation(f"{p}.backendRefs[{j}].filters", "backendRef filters are not supported"))
+        for k, f in enumerate(filters_of(rule)):
+            if f.type in ("ExtensionRef", "ExternalAuth"):
+                out.append(Violation(f"{p}.filters[{k}].type", f"filter {f.type} is not supported"))
+    return out

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Build the Gateway API mesh suite's echo image from source, as an OCI archive for containerd.
+#
+# conformance/mesh/manifests.yaml (sigs.k8s.io/gateway-api/conformance v1.6.1) runs
+# `registry.k8s.io/gateway-api/echo-advanced:v1.5.1` (imagePullPolicy IfNotPresent) with
+# `--tcp=9090 --port=8080 --grpc=7070 --port=8443 --tls=8443 --crt=/cert.crt --key=/cert.key`, and the suite execs
+# `client <url>` inside those pods. That image is Istio's echo app (gateway-api's docker/Dockerfile.echo-advanced
+# is `FROM gcr.io/istio-release/app:1.21.2`): the programs istio.io/istio/pkg/test/echo/cmd/server and
+# .../cmd/client. This script builds both from the Go module proxy (CGO off, static), adds a throwaway
+# self-signed certificate at /cert.crt and /cert.key, and packs one layer with umoci under the name the manifests
+# use. Importing it is the cluster tier's job: `ctr -n k8s.io images import <archive>` on the test cluster.
+#
+# Istio tags (1.21.2) are not Go module versions: the module is pinned by a pseudo-version of branch release-1.21
+# (resolved once with `go list -m istio.io/istio@release-1.21`). It is the 1.21 line the upstream image was built
+# from, not byte-identical to 1.21.2.
+#
+# KNOWN BLOCKER (checked 2026-12-01): proxy.golang.org answers `403 Forbidden: This module version is not available`
+# for istio.io/istio@v0.0.0-20241002011629-79aa08a0f8ee (the zip of the whole Istio repository is not served), and
+# the module proxy is the only source we may use. Until a served source exists, the way forward is a small echo
+# server + `client` of our own that speak the text protocol the suite parses (conformance/utils/echo/parse.go:
+# `ResponseCode=`, `Hostname=`, `RequestHeader=Name:value`, ... one per line), packed under the same image name.
+#
+# Output: ${MESHWORK_GATEWAY_API_CACHE:-~/.cache/meshwork/gateway-api}/echo/<istio version>/echo-advanced.oci.tar
+# (reused when present). Go builds run at nice ${MESHWORK_BUILD_NICE:-10}, one at a time (flock).
+# Prints the archive's path as its last line on stdout.
+set -euo pipefail
+
+ISTIO_VERSION="${MESHWORK_ECHO_ISTIO_VERSION:-v0.0.0-20241002011629-79aa08a0f8ee}"
+IMAGE="${MESHWORK_ECHO_IMAGE:-registry.k8s.io/gateway-api/echo-advanced:v1.5.1}"
+CACHE_ROOT="${MESHWORK_GATEWAY_API_CACHE:-$HOME/.cache/meshwork/gateway-api}"
+NICE="${MESHWORK_BUILD_NICE:-10}"
+OUT="$CACHE_ROOT/echo/$ISTIO_VERSION"
+ARCHIVE="$OUT/echo-advanced.oci.tar"
+
+log() { printf '[echo-image] %s\n' "$*" >&2; }
+die() {
+    printf '[echo-image] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+mkdir -p "$OUT"
+exec 9>"$OUT/.lock"
+flock 9
+if [[ -s "$ARCHIVE" ]]; then
+    echo "$ARCHIVE"
+    exit 0
+fi
+for tool in go umoci openssl tar; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' missing (umoci: scripts/k8s/install-cluster-packages.sh)"
+done
+
+work="$(mktemp -d "$OUT/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+mod="$work/mod"
+mkdir -p "$mod" "$work/rootfs/usr/local/bin"
+cat >"$mod/go.mod" <<GOMOD
+module meshwork.io/echo-build
+
+go 1.22
+
+require istio.io/istio $ISTIO_VERSION
+GOMOD
+cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "istio.io/istio/pkg/test/echo/cmd/client"
+	_ "istio.io/istio/pkg/test/echo/cmd/server"
+)
+GO
+log "building Istio's echo server and client (istio.io/istio@$ISTIO_VERSION) at nice $NICE"
+start=$SECONDS
+(
+    cd "$mod"
+    GOFLAGS=-mod=mod nice -n "$NICE" go mod tidy >&2
+    for cmd in server client; do
+        CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags=-s \
+            -o "$work/rootfs/usr/local/bin/$cmd" "istio.io/istio/pkg/test/echo/cmd/$cmd" >&2
+    done
+)
+log "built in $((SECONDS - start))s"
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=echo" \
+    -keyout "$work/rootfs/cert.key" -out "$work/rootfs/cert.crt" >/dev/null 2>&1
+chmod 0644 "$work/rootfs/cert.key" "$work/rootfs/cert.crt"
+
+layout="$work/oci"
+tag="${IMAGE##*:}"
+umoci init --layout "$layout"
+umoci new --image "$layout:$tag"
+umoci insert --image "$layout:$tag" "$work/rootfs" /
+umoci config --image "$layout:$tag" --config.entrypoint /usr/local/bin/server \
+    --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.user 65532
+umoci gc --layout "$layout"
+# containerd reads the image name from this annotation on import.
+python3 - "$layout/index.json" "$IMAGE" <<'PY'
+import json, sys
+path, name = sys.argv[1], sys.argv[2]
+index = json.load(open(path))
+for m in index["manifests"]:
+    m.setdefault("annotations", {})["io.containerd.image.name"] = name
+json.dump(index, open(path, "w"))
+PY
+tar -C "$layout" -cf "$ARCHIVE.tmp" . && mv "$ARCHIVE.tmp" "$ARCHIVE"
+log "$IMAGE: $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1))"
+echo "$ARCHIVE"
