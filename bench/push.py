@@ -37,6 +37,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.process
 import signal
 import statistics
 import sys
@@ -45,20 +47,19 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _push_shard
 import _results as bench_results
-import grpclib.client
 import psutil
 
-from xds_server.ads import XdsCodec
-from xds_server.snapshot import CLUSTER, LISTENER, Snapshot
+from xds_server.snapshot import CLUSTER, Snapshot
 from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap
-from xds_server.testing.fake_client import FakeAdsClient
 from xds_server.testing.resources import eds_cluster, http_listener, load_assignment, route_config
 from xds_server.testing.server import XdsServerProcess, write_snapshots
 
@@ -79,55 +80,61 @@ def make_snapshot(clusters: int, generation: int, touch_endpoints: bool = False)
     return Snapshot.from_resources(items)
 
 
-class Client:
-    def __init__(self, host: str, port: int, node_id: str, delta: bool) -> None:
-        self.channel = grpclib.client.Channel(host, port, codec=XdsCodec())
-        self.fake = FakeAdsClient(self.channel, node_id, delta=delta, light=True)
-        self.acked: dict[str, float] = {}  # cluster version -> monotonic time of the ACK
-        self.ready = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+class Shards:
+    """The fake clients, split over ``procs`` child processes (:mod:`_push_shard`), node ids dealt round-robin."""
 
-    async def run(self) -> None:
-        await self.fake.start()
-        await self.fake.request(CLUSTER)
-        await self.fake.request(LISTENER)
-        seen: set[str] = set()
-        while True:
-            resp = await self.fake.recv(timeout=600)
-            await self.fake.ack(resp)
-            seen.add(resp.type_url)
-            if resp.type_url == CLUSTER:
-                self.acked[resp.version] = time.monotonic()
-            if len(seen) == 2:
-                self.ready.set()
+    def __init__(self, port: int, nodes: list[str], delta: bool, procs: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conns: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for k in range(max(1, min(procs, len(nodes)))):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_push_shard.main, args=(child, port, nodes[k::procs], delta), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
 
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
-        try:
-            await self.fake.close()
-        except Exception:
-            pass
-        self.channel.close()
+    def _recv(self, k: int, timeout: float) -> Any:
+        conn, proc = self.conns[k], self.procs[k]
+        deadline = time.monotonic() + timeout
+        while not conn.poll(0.2):
+            if not proc.is_alive() and not conn.poll(0):
+                raise RuntimeError(f"client shard {k} exited ({proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"client shard {k} did not answer in {timeout:.0f} s")
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise RuntimeError(f"client shard {k}: {msg[1]}")
+        return msg[1]
 
+    async def gather(self, timeout: float) -> list[Any]:
+        return list(await asyncio.gather(*(asyncio.to_thread(self._recv, k, timeout) for k in range(len(self.conns)))))
 
-def check_clients(clients: list[Client]) -> None:
-    for c in clients:
-        if c.task is not None and c.task.done():
-            raise RuntimeError(f"client failed: {c.task.exception()!r}")
+    async def ready(self, timeout: float) -> float:
+        """Until every shard's clients have their initial config; the slowest shard's connect time."""
+        return max(await self.gather(timeout))
 
+    async def acked(self, version: str, timeout: float) -> dict[str, float]:
+        """node -> monotonic time of its ACK of CDS ``version``, once every fake client has ACKed it."""
+        for conn in self.conns:
+            conn.send(("wait", version, timeout))
+        out: dict[str, float] = {}
+        for part in await self.gather(timeout + 10):
+            out.update(part)
+        return out
 
-async def wait_ready(clients: list[Client], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(c.ready.is_set() for c in clients):
-        check_clients(clients)
-        if time.monotonic() > deadline:
-            raise TimeoutError("clients did not get their initial config")
-        await asyncio.sleep(0.01)
+    def stop(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc in self.procs:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for conn in self.conns:
+            conn.close()
 
 
 def rss(pid: int) -> int:
@@ -199,14 +206,17 @@ async def run_one(
     envoy_rounds: int,
     workdir: Path,
     touch_endpoints: bool = False,
+    procs: int = 1,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
     all_nodes = nodes + envoy_nodes
     snap_file = workdir / f"snap-{n}-{delta}.json"
     write_snapshots(snap_file, [(all_nodes, make_snapshot(clusters, 0))])
-    server = XdsServerProcess(snap_file, admin=True)
-    clients: list[Client] = []
+    env = {"MESHWORK_PROFILE": str(profile)} if profile is not None else None
+    server = XdsServerProcess(snap_file, admin=True, env=env)
+    shards: Shards | None = None
     envoys: list[EnvoyProcess] = []
     stop = threading.Event()  # ends the helper threads' polling when the run is cancelled
     # SIGTERM -> cancel, so the finally below stops every Envoy (SIGINT already cancels under asyncio.run)
@@ -226,14 +236,8 @@ async def run_one(
             envoys.append(EnvoyProcess(ads_bootstrap(node, server.port, delta=delta), log_level="warning").start())
         envoys_ready = asyncio.create_task(asyncio.to_thread(wait_envoys_ready, envoys, stop))
         try:
-            t_connect = time.monotonic()
-            for i in range(0, n, 100):  # connect in batches: a burst of 1,000 SYNs overflows listen queues
-                batch = [Client("127.0.0.1", server.port, node, delta) for node in nodes[i : i + 100]]
-                for c in batch:
-                    c.task = asyncio.create_task(c.run())
-                clients += batch
-                await wait_ready(batch)
-            connect_s = time.monotonic() - t_connect
+            shards = Shards(server.port, nodes, delta, procs)
+            connect_s = await shards.ready(timeout=900)
         except BaseException:
             stop.set()
             with contextlib.suppress(BaseException):
@@ -262,12 +266,8 @@ async def run_one(
             cpu0 = cpu_s(proc)
             t0, w0 = time.monotonic(), time.time()
             server.reload()
-            deadline = t0 + 120
-            while not all(want in c.acked for c in clients):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("not every client ACKed")
-                check_clients(clients)
-                await asyncio.sleep(0.005)
+            assert shards is not None
+            acked = await shards.acked(want, timeout=120)
             await asyncio.sleep(0.1)
             cpu = (cpu_s(proc) - cpu0) * 1000
             e_lat = []
@@ -284,7 +284,7 @@ async def run_one(
                 else:
                     raise RuntimeError(f"the server did not record every Envoy's CDS ACK: {cds}")
                 e_lat = [c["acked_at"] - w0 for c in cds]
-            c_lat = [c.acked[want] - t0 for c in clients]
+            c_lat = [acked[node] - t0 for node in nodes]
             envoy_text = f", envoys {', '.join(f'{x * 1000:.1f}' for x in e_lat)} ms" if e_lat else ""
             print(
                 f"  {'delta' if delta else 'sotw'} n={n} round {gen - 1} ({kind}): clients p50"
@@ -302,6 +302,7 @@ async def run_one(
         return {
             "mode": "delta" if delta else "sotw",
             "clients": n,
+            "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
             "connect_s": round(connect_s, 2),
             "p50_ms": pct(lat, 50) * 1000 if lat else nan,
@@ -317,7 +318,8 @@ async def run_one(
     finally:
         stop.set()
         loop.remove_signal_handler(signal.SIGTERM)
-        await asyncio.gather(*(c.close() for c in clients))
+        if shards is not None:
+            await asyncio.to_thread(shards.stop)
         await asyncio.to_thread(stop_envoys, envoys)
         await asyncio.to_thread(server.stop)
 
@@ -348,6 +350,13 @@ def main() -> None:
         action="store_true",
         help="also change the changed cluster's endpoints (so the server resends its EDS: see the docstring)",
     )
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=0,
+        help="processes the fake clients are split over (default: one per 1,000 clients, at least 1, at most 8)",
+    )
+    p.add_argument("--profile", type=Path, help="write a cProfile dump of the server process to this file")
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
@@ -355,7 +364,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for n in a.clients:
             for mode in a.modes:
-                args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints)
+                procs = a.procs or min(8, max(1, n // 1000))
+                args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints, procs, a.profile)
                 try:
                     rows.append(asyncio.run(run_one(n, mode == "delta", *args)))
                 except asyncio.CancelledError:  # SIGTERM: everything is stopped by now

@@ -39,7 +39,7 @@ from grpclib.const import Status
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from xds_server import wire
+from xds_server import fastsend, wire
 from xds_server.cache import CacheEntry, SnapshotSource
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER, CachedResource
 from xds_server.sync import SyncTracker
@@ -162,6 +162,7 @@ class _TypeState:
         "nonce",
         "pending",
         "sent",
+        "sent_from",
         "sent_version",
         "synced_with",
         "wildcard",
@@ -172,7 +173,10 @@ class _TypeState:
         self.wildcard = False
         self.names: set[str] = set()
         self.sent: Mapping[str, CachedResource] = {}  # SotW: content of the last response
-        self.known: dict[str, str] = {}  # delta: name -> version the proxy has (or was last sent)
+        self.sent_from: PreparedSnapshot | None = None  # SotW: ``sent`` is this snapshot's whole type
+        #: delta: name -> version the proxy has (or was last sent); None while it is exactly ``synced_with``'s type
+        #: (the common case: no per-stream copy of what every stream in sync shares)
+        self.known: dict[str, str] | None = {}
         self.sent_version = ""
         self.acked_version = ""
         self.nonce = ""
@@ -180,6 +184,21 @@ class _TypeState:
         self.force = False
         self.holding = False  # a response kept resources the snapshot removed (make-before-break)
         self.synced_with: PreparedSnapshot | None = None  # delta: ``known`` is exactly this snapshot's type
+
+    def known_versions(self, type_url: str) -> dict[str, str]:
+        """Delta: ``known`` as a dict of its own (built from ``synced_with`` when it stood for it)."""
+        k = self.known
+        if k is None:
+            assert self.synced_with is not None
+            k = self.known = {n: r.version for n, r in self.synced_with.resources(type_url).items()}
+        return k
+
+    def known_names(self, type_url: str) -> Mapping[str, object]:
+        """Delta: the names the proxy has, without copying."""
+        if self.known is None:
+            assert self.synced_with is not None
+            return self.synced_with.resources(type_url)
+        return self.known
 
 
 class AdsServer:
@@ -391,7 +410,7 @@ class _Session:
                 st.wildcard = False
             else:
                 st.names.discard(n)
-                st.known.pop(n, None)
+                st.known_versions(t).pop(n, None)
                 st.synced_with = None
         if req.response_nonce and req.response_nonce == st.nonce:
             self._ack_or_nack(t, st, req, st.sent_version)
@@ -432,7 +451,8 @@ class _Session:
             return True
         if cds is not None and eds is not None and eds.initialized and not eds.wildcard:
             endpoints = entry.prepared.resources(ENDPOINT)
-            return any(n in endpoints and n not in eds.names for n in cds.sent or cds.known)
+            have = cds.known_names(CLUSTER) if self.delta else cds.sent
+            return any(n in endpoints and n not in eds.names for n in have)
         return False
 
     async def _round(self, entry: CacheEntry) -> None:
@@ -463,28 +483,35 @@ class _Session:
         st.holding = False
         if self.delta:
             whole = desired is prepared.resources(t)
-            if whole and st.synced_with is not None:
-                changed, removed = prepared.diff(st.synced_with, t)
+            base = st.synced_with
+            if whole and base is not None:
+                changed, removed = prepared.diff(base, t)
             else:
-                changed = [r for n, r in desired.items() if st.known.get(n) != r.version]
-                removed = [n for n in st.known if n not in desired]
+                known = st.known_versions(t)
+                changed = [r for n, r in desired.items() if known.get(n) != r.version]
+                removed = [n for n in known if n not in desired]
             if keep_removed and removed:
                 st.holding = True
                 removed = []
-            st.synced_with = prepared if whole and not st.holding else None
+            if t == CLUSTER and changed and self._eds_subscribed():
+                had = st.known_names(t)
+                self._refresh_endpoints([r.name for r in changed if r.name in had])
+            if whole and not st.holding:  # the proxy will have exactly this snapshot's type
+                st.known, st.synced_with = None, prepared
+            else:
+                known = st.known_versions(t)
+                for r in changed:
+                    known[r.name] = r.version
+                for n in removed:
+                    known.pop(n, None)
+                st.synced_with = None
             if not changed and not removed and not st.force:
                 return
-            if t == CLUSTER:
-                self._refresh_endpoints([r.name for r in changed if st.known.get(r.name) is not None])
             version = self._version(t, st, entry, desired)
             nonce = self.server.next_nonce()
             body = wire.delta_discovery_response(
                 version, t, nonce, b"".join(prepared.delta_entry(r) for r in changed), removed
             )
-            for r in changed:
-                st.known[r.name] = r.version
-            for n in removed:
-                st.known.pop(n, None)
         else:
             if keep_removed:
                 kept = {n: r for n, r in st.sent.items() if n not in desired and (st.wildcard or n in st.names)}
@@ -498,19 +525,24 @@ class _Session:
             if version == st.sent_version and not st.force:
                 return
             nonce = self.server.next_nonce()
-            if desired is prepared.resources(t):
-                entries = prepared.sotw_all(t)
-            else:
-                entries = b"".join(prepared.sotw_entry(r) for r in desired.values())
+            whole = desired is prepared.resources(t)
+            entries = prepared.sotw_all(t) if whole else b"".join(prepared.sotw_entry(r) for r in desired.values())
             body = wire.discovery_response(version, t, nonce, entries)
-            if t == CLUSTER:
-                self._refresh_endpoints(
-                    [n for n, r in desired.items() if n in st.sent and st.sent[n].version != r.version]
-                )
+            if t == CLUSTER and self._eds_subscribed():
+                sent = st.sent
+                # memoized per snapshot pair: O(changed) per stream, not O(clusters)
+                updated = prepared.diff(st.sent_from, t)[0] if whole and st.sent_from is not None else desired.values()
+                self._refresh_endpoints([r.name for r in updated if (s := sent.get(r.name)) and s.version != r.version])
             st.sent = desired
+            st.sent_from = prepared if whole else None
         st.sent_version, st.nonce, st.pending, st.force = version, nonce, True, False
         self.server.sync.sent(self.node_id, self.stream_id, t, version)
-        await self.stream.send_message(body)
+        if not fastsend.try_send(self.stream, body):
+            await self.stream.send_message(body)
+
+    def _eds_subscribed(self) -> bool:
+        eds = self.states.get(ENDPOINT)
+        return eds is not None and eds.initialized
 
     def _refresh_endpoints(self, clusters: list[str]) -> None:
         """Resend the endpoints of updated clusters, changed or not.
@@ -524,8 +556,9 @@ class _Session:
         if not clusters or eds is None or not eds.initialized:
             return
         if self.delta:
+            known = eds.known_versions(ENDPOINT)
             for name in clusters:
-                eds.known.pop(name, None)
+                known.pop(name, None)
             eds.synced_with = None
         else:
             eds.force = True
