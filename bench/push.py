@@ -41,6 +41,7 @@ import multiprocessing
 import multiprocessing.process
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -208,13 +209,16 @@ async def run_one(
     touch_endpoints: bool = False,
     procs: int = 1,
     profile: Path | None = None,
+    server_src: Path | None = None,
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
     all_nodes = nodes + envoy_nodes
     snap_file = workdir / f"snap-{n}-{delta}.json"
     write_snapshots(snap_file, [(all_nodes, make_snapshot(clusters, 0))])
-    env = {"MESHWORK_PROFILE": str(profile)} if profile is not None else None
+    env = {"MESHWORK_PROFILE": str(profile)} if profile is not None else {}
+    if server_src is not None:  # another revision's xds_server package, ahead of ours (not the working directory)
+        env |= {"PYTHONPATH": str(server_src), "PYTHONSAFEPATH": "1"}
     server = XdsServerProcess(snap_file, admin=True, env=env)
     shards: Shards | None = None
     envoys: list[EnvoyProcess] = []
@@ -301,6 +305,7 @@ async def run_one(
         nan = float("nan")
         return {
             "mode": "delta" if delta else "sotw",
+            "server": server_src.name if server_src is not None else "this tree",
             "clients": n,
             "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
@@ -324,8 +329,19 @@ async def run_one(
         await asyncio.to_thread(server.stop)
 
 
+def baseline_source(rev: str, workdir: Path) -> Path:
+    """``xds_server/`` of git revision ``rev``, extracted under ``workdir/<rev>`` (for ``PYTHONPATH``)."""
+    root = Path(__file__).resolve().parent.parent
+    out = workdir / rev
+    out.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "xds_server"], cwd=root, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
 COLUMNS = {  # key -> (heading, width, format)
     "mode": ("mode", 5, ""),
+    "server": ("server", 10, ""),
     "clients": ("clients", 7, ""),
     "p50_ms": ("p50 ms", 7, ".1f"),
     "p99_ms": ("p99 ms", 7, ".1f"),
@@ -357,20 +373,29 @@ def main() -> None:
         help="processes the fake clients are split over (default: one per 1,000 clients, at least 1, at most 8)",
     )
     p.add_argument("--profile", type=Path, help="write a cProfile dump of the server process to this file")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run every row with the xds_server package of git revision REV (side by side, same run)",
+    )
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
     rows = []
     with tempfile.TemporaryDirectory() as d:
+        sources: list[Path | None] = [None]
+        if a.baseline:
+            sources.append(baseline_source(a.baseline, Path(d)))
         for n in a.clients:
             for mode in a.modes:
                 procs = a.procs or min(8, max(1, n // 1000))
                 args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints, procs, a.profile)
-                try:
-                    rows.append(asyncio.run(run_one(n, mode == "delta", *args)))
-                except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
-                    sys.exit("push.py: terminated")
-                print(rows[-1], file=sys.stderr, flush=True)
+                for src in sources:
+                    try:
+                        rows.append(asyncio.run(run_one(n, mode == "delta", *args, server_src=src)))
+                    except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
+                        sys.exit("push.py: terminated")
+                    print(rows[-1], file=sys.stderr, flush=True)
     print(
         f"# {a.clusters} EDS clusters (+endpoints, 1 listener, 1 route) per snapshot, 1 cluster changed per push;"
         f" {a.rounds} + {a.envoy_rounds if a.envoys else 0} rounds per row after a warm-up;"

@@ -24,7 +24,6 @@ Protocol rules implemented here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -268,14 +267,17 @@ class _Session:
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
         watcher: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self.defer_since is None:
                     await self.wake.wait()
-                else:
-                    left = self.defer_since + self.server.max_defer - time.monotonic()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), max(0.0, left))
+                else:  # wake up at the end of the deferral at the latest (a timer: no task per wait)
+                    timer = loop.call_at(self.defer_since + self.server.max_defer, self.wake.set)
+                    try:
+                        await self.wake.wait()
+                    finally:
+                        timer.cancel()
                 self.wake.clear()
                 if self.error is not None:
                     raise self.error
@@ -467,6 +469,8 @@ class _Session:
             if st is None or not st.initialized or t not in dirty:
                 continue
             if t in _REFERRERS and st.sent_version and self._warming(entry):
+                if self._unchanged(t, st, entry):
+                    continue  # nothing to send: no need to wait for the clusters (the usual cluster-only change)
                 self.dirty.add(t)
                 deferred = True
                 continue
@@ -476,6 +480,21 @@ class _Session:
         elif self.defer_since is None:
             self.defer_since = time.monotonic()
         self._check_converged(entry)
+
+    def _unchanged(self, t: str, st: _TypeState, entry: CacheEntry) -> bool:
+        """Would :meth:`_push` of listeners/routes send nothing? (They never hold removals.)"""
+        if st.force:
+            return False
+        if self.delta:
+            base = st.synced_with
+            now = entry.prepared
+            return (
+                base is not None
+                and st.wildcard
+                and self.server.authorize is None
+                and (base is now or base.type_version(t) == now.type_version(t))
+            )
+        return st.sent_version == self._version(t, st, entry, self._desired(t, st, entry))
 
     async def _push(self, t: str, st: _TypeState, entry: CacheEntry, *, keep_removed: bool) -> None:
         desired = self._desired(t, st, entry)

@@ -1,13 +1,18 @@
 """Send one pre-encoded gRPC message on a grpclib server stream with one socket write, without awaiting.
 
 grpclib's ``Stream.send_message`` is built for the general case: it runs the event dispatch, re-encodes through the
-codec, copies the message into a ``BytesIO`` and writes every HTTP/2 frame to the transport on its own, awaiting
-twice per frame. An ADS push to N proxies is N such sends of the same bytes, so that overhead is paid N times. When
-nothing could make the send wait (initial metadata sent, the transport accepts writes, the stream's and the
-connection's flow-control windows hold the whole message, no listener on grpclib's ``SendMessage`` event), this
-queues every DATA frame in the h2 connection and hands them to the transport in one write, doing the same
-bookkeeping grpclib does (``data_sent``, ``messages_sent``, keepalive counters). Otherwise, or if grpclib's
-internals are not as expected (private attributes of grpclib 0.4.x), the caller falls back to ``send_message``.
+codec, copies the message into a ``BytesIO``, goes through h2's ``send_data`` (two state machines, a ``DataFrame``
+object and its serializer per frame) and writes every HTTP/2 frame to the transport on its own, awaiting twice per
+frame. An ADS push to N proxies is N sends of the same bytes, so that overhead is paid N times.
+
+When nothing could make the send wait or fail (initial metadata sent, the transport accepts writes, the connection
+and the stream are open for sending, their flow-control windows hold the whole message, no listener on grpclib's
+``SendMessage`` event), :func:`try_send` writes the DATA frames itself — the 9-byte frame header (RFC 9113 §4.1:
+length, type 0, no flags, stream id) before each chunk of at most the peer's max frame size — after whatever h2 had
+queued, in one transport write, and does the accounting h2 and grpclib do (both flow-control windows, ``data_sent``,
+``messages_sent``, keepalive counters). :func:`data_frames` is the framing, checked byte for byte against h2's own
+(tests/unit/test_ads_push_paths.py). Otherwise, or if the internals (grpclib 0.4.x, h2 4.x private attributes) are
+not as expected, it returns False having written nothing, and the caller uses ``send_message``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from h2.exceptions import H2Error
+from h2.connection import ConnectionState
+from h2.stream import StreamState
 
-_PREFIX_UNCOMPRESSED = b"\x00"
+_SENDING_CONNECTION = frozenset({ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN})
+_SENDING_STREAM = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+
+
+def data_frames(stream_id: int, data: bytes, max_frame: int) -> bytes:
+    """HTTP/2 DATA frames (no flags, no padding) carrying ``data`` on ``stream_id``, each at most ``max_frame``."""
+    sid = (stream_id & 0x7FFFFFFF).to_bytes(4, "big")
+    if len(data) <= max_frame:
+        return len(data).to_bytes(3, "big") + b"\x00\x00" + sid + data
+    out = []
+    for i in range(0, len(data), max_frame):
+        chunk = data[i : i + max_frame]
+        out += [len(chunk).to_bytes(3, "big"), b"\x00\x00", sid, chunk]
+    return b"".join(out)
 
 
 def try_send(stream: Any, body: bytes) -> bool:
@@ -31,21 +50,22 @@ def try_send(stream: Any, body: bytes) -> bool:
             return False
         h2 = inner._h2_connection
         sid = inner.id
-        data = _PREFIX_UNCOMPRESSED + len(body).to_bytes(4, "big") + body
-        size = len(data)
-        if size > h2.local_flow_control_window(sid):  # the stream's and the connection's window
+        h2s = h2.streams.get(sid)
+        if h2s is None or h2s.state_machine.state not in _SENDING_STREAM:
             return False
-        frame = h2.max_outbound_frame_size
+        if h2.state_machine.state not in _SENDING_CONNECTION:
+            return False
+        size = 5 + len(body)  # gRPC message prefix: not compressed, 4-byte length
+        if size > h2.outbound_flow_control_window or size > h2s.outbound_flow_control_window:
+            return False
+        frames = data_frames(sid, b"\x00" + len(body).to_bytes(4, "big") + body, h2.max_outbound_frame_size)
         transport = inner._transport
-    except AttributeError:  # pragma: no cover - grpclib's internals changed
+    except AttributeError:  # pragma: no cover - grpclib's or h2's internals changed
         return False
-    try:
-        h2.send_data(sid, data[:frame])  # raises (queuing nothing) on a closed stream: grpclib's path reports it
-    except H2Error:
-        return False
-    for i in range(frame, size, frame):
-        h2.send_data(sid, data[i : i + frame])
-    transport.write(h2.data_to_send())
+    h2s.outbound_flow_control_window -= size
+    h2.outbound_flow_control_window -= size
+    queued = h2.data_to_send()  # frames h2 has queued (window updates, ping acks) go first
+    transport.write(queued + frames if queued else frames)
     inner.data_sent += size
     conn.data_sent += size
     conn.data_send_process()

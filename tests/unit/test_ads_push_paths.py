@@ -75,3 +75,28 @@ async def test_a_response_of_any_size_arrives_whole_and_the_next_one_too(cache, 
             await c.ack(r)
             if gen < 3:
                 cache.set_snapshot("n1", big(gen + 1))
+
+
+@pytest.mark.parametrize("size", [0, 1, 16_384, 16_385, 100_000])
+def test_the_direct_data_frames_are_byte_for_byte_what_h2_itself_would_send(size):
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.settings import SettingCodes
+
+    from xds_server.fastsend import data_frames
+
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.increment_flow_control_window(1 << 20)
+    client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")])
+    server = H2Connection(H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.data_to_send()
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frame = server.max_outbound_frame_size
+    for i in range(0, max(size, 1), frame):
+        server.send_data(1, data[i : i + frame])
+    assert data_frames(1, data, frame) == server.data_to_send()
