@@ -210,6 +210,7 @@ async def run_one(
     procs: int = 1,
     profile: Path | None = None,
     server_src: Path | None = None,
+    keepalive_timeout: float | None = None,
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
@@ -217,6 +218,8 @@ async def run_one(
     snap_file = workdir / f"snap-{n}-{delta}.json"
     write_snapshots(snap_file, [(all_nodes, make_snapshot(clusters, 0))])
     env = {"MESHWORK_PROFILE": str(profile)} if profile is not None else {}
+    if keepalive_timeout is not None:
+        env["MESHWORK_XDS_KEEPALIVE_TIMEOUT"] = str(keepalive_timeout)
     if server_src is not None:  # another revision's xds_server package, ahead of ours (not the working directory)
         env |= {"PYTHONPATH": str(server_src), "PYTHONSAFEPATH": "1"}
     server = XdsServerProcess(snap_file, admin=True, env=env)
@@ -307,6 +310,7 @@ async def run_one(
             "mode": "delta" if delta else "sotw",
             "server": server_src.name if server_src is not None else "this tree",
             "clients": n,
+            "keepalive_timeout_s": keepalive_timeout if keepalive_timeout is not None else 10.0,
             "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
             "connect_s": round(connect_s, 2),
@@ -378,6 +382,12 @@ def main() -> None:
         metavar="REV",
         help="also run every row with the xds_server package of git revision REV (side by side, same run)",
     )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        help="the server's keepalive-ping timeout in seconds (default: the product's 10 s); on a loaded host a fake"
+        " client process that cannot answer a ping in time has its streams dropped (recorded in the results)",
+    )
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
@@ -392,7 +402,8 @@ def main() -> None:
                 args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints, procs, a.profile)
                 for src in sources:
                     try:
-                        rows.append(asyncio.run(run_one(n, mode == "delta", *args, server_src=src)))
+                        run = run_one(n, mode == "delta", *args, server_src=src, keepalive_timeout=a.keepalive_timeout)
+                        rows.append(asyncio.run(run))
                     except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
                         sys.exit("push.py: terminated")
                     print(rows[-1], file=sys.stderr, flush=True)
