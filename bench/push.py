@@ -84,12 +84,13 @@ def make_snapshot(clusters: int, generation: int, touch_endpoints: bool = False)
 class Shards:
     """The fake clients, split over ``procs`` child processes (:mod:`_push_shard`), node ids dealt round-robin."""
 
-    def __init__(self, port: int, nodes: list[str], delta: bool, procs: int) -> None:
+    def __init__(self, ports: list[int], nodes: list[str], delta: bool, procs: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         for k in range(max(1, min(procs, len(nodes)))):
             parent, child = ctx.Pipe()
+            port = ports[k % len(ports)]
             proc = ctx.Process(target=_push_shard.main, args=(child, port, nodes[k::procs], delta), daemon=True)
             proc.start()
             child.close()
@@ -114,7 +115,7 @@ class Shards:
 
     async def ready(self, timeout: float) -> float:
         """Until every shard's clients have their initial config; the slowest shard's connect time."""
-        return max(await self.gather(timeout))
+        return float(max(await self.gather(timeout)))
 
     async def acked(self, version: str, timeout: float) -> dict[str, float]:
         """node -> monotonic time of its ACK of CDS ``version``, once every fake client has ACKed it."""
@@ -211,6 +212,7 @@ async def run_one(
     profile: Path | None = None,
     server_src: Path | None = None,
     keepalive_timeout: float | None = None,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
@@ -222,7 +224,10 @@ async def run_one(
         env["MESHWORK_XDS_KEEPALIVE_TIMEOUT"] = str(keepalive_timeout)
     if server_src is not None:  # another revision's xds_server package, ahead of ours (not the working directory)
         env |= {"PYTHONPATH": str(server_src), "PYTHONSAFEPATH": "1"}
-    server = XdsServerProcess(snap_file, admin=True, env=env)
+    # replicas: independent server processes on the same snapshot file, each serving its share of the fake clients
+    # (client shard k connects to replica k % replicas); Envoys connect to the first
+    servers = [XdsServerProcess(snap_file, admin=True, env=env) for _ in range(replicas)]
+    server = servers[0]
     shards: Shards | None = None
     envoys: list[EnvoyProcess] = []
     stop = threading.Event()  # ends the helper threads' polling when the run is cancelled
@@ -232,18 +237,18 @@ async def run_one(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
-        server.start()  # not in a thread: a cancel must not leave a started server behind
-        assert server.proc is not None
+        for srv in servers:
+            srv.start()  # not in a thread: a cancel must not leave a started server behind
         assert server.admin_port is not None
-        pid = server.proc.pid
-        proc = psutil.Process(pid)
+        pids = [srv.proc.pid for srv in servers if srv.proc is not None]
+        ps = [psutil.Process(pid) for pid in pids]
         await asyncio.sleep(0.3)
-        rss0 = rss(pid)
+        rss0 = sum(rss(pid) for pid in pids)
         for node in envoy_nodes:  # every EnvoyProcess is in `envoys` before the first await: the finally stops it
             envoys.append(EnvoyProcess(ads_bootstrap(node, server.port, delta=delta), log_level="warning").start())
         envoys_ready = asyncio.create_task(asyncio.to_thread(wait_envoys_ready, envoys, stop))
         try:
-            shards = Shards(server.port, nodes, delta, procs)
+            shards = Shards([srv.port for srv in servers], nodes, delta, max(procs, replicas))
             connect_s = await shards.ready(timeout=900)
         except BaseException:
             stop.set()
@@ -252,10 +257,13 @@ async def run_one(
             raise
         await envoys_ready
         await asyncio.sleep(0.5)
-        rss1 = rss(pid)
-        syncz = await asyncio.to_thread(admin_json, server.admin_port, "/debug/syncz")
-        if syncz["connected"] != len(all_nodes):
-            raise RuntimeError(f"{syncz['connected']} streams connected, expected {len(all_nodes)}")
+        rss1 = sum(rss(pid) for pid in pids)
+        connected = 0
+        for srv in servers:
+            assert srv.admin_port is not None
+            connected += (await asyncio.to_thread(admin_json, srv.admin_port, "/debug/syncz"))["connected"]
+        if connected != len(all_nodes):
+            raise RuntimeError(f"{connected} streams connected, expected {len(all_nodes)}")
 
         # warm-up (uncounted), then `rounds` rounds changing the fake clients' snapshot only, then `envoy_rounds`
         # changing everyone's (only those wait for the Envoys: see the module docstring)
@@ -270,13 +278,14 @@ async def run_one(
             want = new.type_version(CLUSTER)
             write_snapshots(snap_file, [(group, new)])  # nodes left out keep their snapshot
             before = await asyncio.to_thread(lambda: [cds_stats(e)[CDS_OK] for e in envoys])
-            cpu0 = cpu_s(proc)
+            cpu0 = sum(cpu_s(proc) for proc in ps)
             t0, w0 = time.monotonic(), time.time()
-            server.reload()
+            for srv in servers:
+                srv.reload()
             assert shards is not None
             acked = await shards.acked(want, timeout=120)
             await asyncio.sleep(0.1)
-            cpu = (cpu_s(proc) - cpu0) * 1000
+            cpu = (sum(cpu_s(proc) for proc in ps) - cpu0) * 1000  # every replica's
             e_lat = []
             if kind == "all":
                 await asyncio.to_thread(wait_envoys, envoys, before, stop)
@@ -310,6 +319,7 @@ async def run_one(
             "mode": "delta" if delta else "sotw",
             "server": server_src.name if server_src is not None else "this tree",
             "clients": n,
+            "replicas": replicas,
             "keepalive_timeout_s": keepalive_timeout if keepalive_timeout is not None else 10.0,
             "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
@@ -330,7 +340,8 @@ async def run_one(
         if shards is not None:
             await asyncio.to_thread(shards.stop)
         await asyncio.to_thread(stop_envoys, envoys)
-        await asyncio.to_thread(server.stop)
+        for srv in servers:
+            await asyncio.to_thread(srv.stop)
 
 
 def baseline_source(rev: str, workdir: Path) -> Path:
@@ -346,6 +357,7 @@ def baseline_source(rev: str, workdir: Path) -> Path:
 COLUMNS = {  # key -> (heading, width, format)
     "mode": ("mode", 5, ""),
     "server": ("server", 10, ""),
+    "replicas": ("replicas", 8, ""),
     "clients": ("clients", 7, ""),
     "p50_ms": ("p50 ms", 7, ".1f"),
     "p99_ms": ("p99 ms", 7, ".1f"),
@@ -388,6 +400,12 @@ def main() -> None:
         help="the server's keepalive-ping timeout in seconds (default: the product's 10 s); on a loaded host a fake"
         " client process that cannot answer a ping in time has its streams dropped (recorded in the results)",
     )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="server processes on the same snapshots, the fake clients split over them (CPU and RSS are summed)",
+    )
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
@@ -402,7 +420,14 @@ def main() -> None:
                 args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints, procs, a.profile)
                 for src in sources:
                     try:
-                        run = run_one(n, mode == "delta", *args, server_src=src, keepalive_timeout=a.keepalive_timeout)
+                        run = run_one(
+                            n,
+                            mode == "delta",
+                            *args,
+                            server_src=src,
+                            keepalive_timeout=a.keepalive_timeout,
+                            replicas=a.replicas,
+                        )
                         rows.append(asyncio.run(run))
                     except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
                         sys.exit("push.py: terminated")

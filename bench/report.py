@@ -88,8 +88,11 @@ def _push_rows(name: str, doc: dict[str, Any]) -> list[str]:
     nan = float("nan")
     rows = []
     for r in doc["figures"]["rows"]:
-        procs = f" in {r['client_procs']} processes" if r.get("client_procs") else ""
+        n = r.get("client_procs")
+        procs = f" in {n} client process{'es' if n > 1 else ''}" if n else ""
         server = f", server of {r['server']}" if r.get("server", "this tree") != "this tree" else ""
+        if r.get("replicas", 1) > 1:
+            server += f", {r['replicas']} server replicas (CPU and RSS summed)"
         rows.append(
             f"| Push, {r['clients']} ADS clients{procs} + {r['envoys']} Envoys, {r['mode']}{server} | change -> ACK "
             f"p50 "
