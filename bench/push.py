@@ -439,7 +439,7 @@ def main() -> None:
     print(
         f"# {a.clusters} EDS clusters (+endpoints, 1 listener, 1 route) per snapshot, 1 cluster changed per push;"
         f" {a.rounds} + {a.envoy_rounds if a.envoys else 0} rounds per row after a warm-up;"
-        f" fake clients + {a.envoys} Envoys, one server"
+        f" fake clients + {a.envoys} Envoys, {a.replicas} server process(es)"
     )
     print(
         "# p50/p99/max: SIGHUP -> fake client sends its CDS ACK (all rounds pooled) | envoy max: SIGHUP -> server"
