@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mesh_operator.control.build import Built, build
+from mesh_operator.control.build import Built, Incremental, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.provenance import culprits
 from mesh_operator.control.rotation import RootRotator, certz
@@ -97,6 +97,11 @@ class ControlPlane:
         self._source_problems: list[str] = []
         self._identities: dict[str, str] = {}
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
+        #: kept between translations so that each re-derives only what changed (O(changed), same result)
+        self._incremental = Incremental()
+        #: node -> (built snapshot, leaf, bundle, published snapshot): an unchanged proxy is not re-assembled
+        self._published: dict[str, tuple[Snapshot, Any, bytes, Snapshot]] = {}
+        self._policy_sets: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -160,7 +165,9 @@ class ControlPlane:
             return
         # Translation, serialization and the pre-flight check run in a worker thread: pushes of built snapshots,
         # ACKs and the admin endpoint keep being served meanwhile.
-        built = await asyncio.to_thread(build, state, dict(self._last_good), dict(self._rejected), self.preflight)
+        built = await asyncio.to_thread(
+            build, state, dict(self._last_good), dict(self._rejected), self.preflight, self._incremental
+        )
         self._publish(built, state)
 
     def _publish(self, built: Built, state: MeshState) -> None:
@@ -182,7 +189,13 @@ class ControlPlane:
             cfg = translated.proxies[node_id]
             identities[node_id] = cfg.node.spiffe_id
             resources_by_node[node_id] = built.resources.get(node_id, {})
-            policies_by_node[node_id] = set().union(*resources_by_node[node_id].values())
+            held = self._policy_sets.get(node_id)
+            if held is None or held[0] is not resources_by_node[node_id]:
+                held = self._policy_sets[node_id] = (
+                    resources_by_node[node_id],
+                    set().union(*resources_by_node[node_id].values()),
+                )
+            policies_by_node[node_id] = held[1]
             try:
                 leaf = self.certs.leaf(cfg.node.spiffe_id)
             except CertificateError as e:
@@ -190,21 +203,30 @@ class ControlPlane:
                 failed[node_id] = f"cannot issue a certificate for {cfg.node.spiffe_id}: {e}"
                 self._keep_previous(node_id, desired)
                 continue
-            secrets = [
-                certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
-                bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
-            ]
-            items = [r for by_name in resources.resources.values() for r in by_name.values()] + secrets
-            snap = Snapshot.from_resources(items)
-            missing = missing_references(cfg, snap)
-            if missing:
-                failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
-                self._keep_previous(node_id, desired)
-                continue
+            hit = self._published.get(node_id)
+            if hit is not None and hit[0] is resources and hit[1] is leaf and hit[2] == bundle_pem:
+                snap = hit[3]
+            else:
+                secrets = [
+                    certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
+                    bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
+                ]
+                # the translated snapshot plus the two secrets (shares its other types and their versions)
+                snap = resources.replacing(SECRET, {r.name: r for r in secrets})
+                missing = missing_references(cfg, snap)
+                if missing:
+                    failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
+                    self._keep_previous(node_id, desired)
+                    continue
+                self._published[node_id] = (resources, leaf, bundle_pem, snap)
             self.cache.set_snapshot(node_id, snap)
             desired[node_id] = snap.version
         for gone in set(self._identities) - set(identities):
             self.cache.clear_snapshot(gone)
+        for gone in [n for n in self._published if n not in built.snapshots]:
+            del self._published[gone]
+        for gone in [n for n in self._policy_sets if n not in built.snapshots]:
+            del self._policy_sets[gone]
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.

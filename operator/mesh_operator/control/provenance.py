@@ -74,3 +74,36 @@ def culprits(message: str, by_resource: Mapping[str, set[str]]) -> set[str]:
         return named
     everyone = {p for ps in by_resource.values() for p in ps}
     return {p for p in everyone if any(m in message for m in markers(p))}
+
+
+def resource_policies_since(
+    previous: tuple[ProxyConfig, dict[str, set[str]]] | None, cfg: ProxyConfig
+) -> dict[str, set[str]]:
+    """``resource_policies(cfg)``, derived from the proxy's previous config and result when only outbound
+    listeners and clusters changed, at the same positions and under the same names, each name carried by one
+    element (outbound listeners are ``outbound|…``, clusters ``host|…``, inbound ones ``inbound|…``)."""
+    if previous is None:
+        return resource_policies(cfg)
+    old, out = previous
+    if old is cfg:
+        return out
+    if old.inbound != cfg.inbound or len(old.outbound) != len(cfg.outbound) or len(old.clusters) != len(cfg.clusters):
+        return resource_policies(cfg)
+    pairs: list[tuple[Element, Element]] = [
+        (a, b) for a, b in zip(old.outbound, cfg.outbound, strict=True) if a is not b
+    ]
+    if pairs and len({e.name for e in cfg.outbound}) != len(cfg.outbound):
+        return resource_policies(cfg)
+    pairs += [(a, b) for a, b in zip(old.clusters, cfg.clusters, strict=True) if a is not b]
+    if len(pairs) > len(cfg.outbound) + len(cfg.clusters) // 4 + 8:
+        return resource_policies(cfg)
+    new = dict(out)
+    for a, b in pairs:
+        listener = isinstance(b, OutboundListener)
+        if a.name != b.name or b.name.startswith("inbound|") or b.name.startswith("outbound|") != listener:
+            return resource_policies(cfg)
+        if policies := element_policies(b):
+            new[b.name] = policies
+        else:
+            new.pop(b.name, None)
+    return new
