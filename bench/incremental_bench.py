@@ -25,6 +25,7 @@ from typing import Any
 
 from mesh_operator.control.build import Incremental, build
 from mesh_operator.translate import state_from_objects
+from xds_server.snapshot import ENDPOINT
 from xds_server.translate import clear_caches
 
 
@@ -61,34 +62,46 @@ def incremental_row(objects: list[Any], services: int, routes: int, changes: int
     tp0 = next(p for p in state.policies if p.kind == "TrafficPolicy" and p.metadata.name == "svc-0")
     slot = index[id(tp0)]
     policy_times: list[float] = []
+    policy_cpu: list[float] = []
     for n in range(changes):
         edited = bench.traffic_policy(0, routes, generation=n + 2)  # timeout 1s -> 2s -> 3s ...
         policies = list(state.policies)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         policies[slot] = edited
         state = replace(state, policies=tuple(policies))
-        built = build(state, {}, {}, None, inc)
+        build(state, {}, {}, None, inc)
         policy_times.append(time.perf_counter() - t0)
-        assert built.translation.outcomes[next(iter(built.translation.outcomes))] is not None
+        policy_cpu.append(time.process_time() - c0)
+        assert inc.translator.last_path == "incremental"
     rebuilt_policy = sorted(inc.translator.changed)
+    patched_policy = sorted(inc.translator.patched)
 
     key = f"bench/svc-{services // 2}"
     svc = state.services[key]
     endpoint_times: list[float] = []
+    endpoint_cpu: list[float] = []
+    eds_only = True
     for n in range(changes):
-        t0 = time.perf_counter()
+        before = inc.by_node["bench/edge"]
+        t0, c0 = time.perf_counter(), time.process_time()
         instances = svc.instances[:1] if n % 2 == 0 else svc.instances
         state = replace(state, services={**state.services, key: replace(svc, instances=instances)})
         build(state, {}, {}, None, inc)
         endpoint_times.append(time.perf_counter() - t0)
+        endpoint_cpu.append(time.process_time() - c0)
+        after = inc.by_node["bench/edge"]
+        eds_only &= {t for t in after.resources if after.type_version(t) != before.type_version(t)} == {ENDPOINT}
     rebuilt_endpoint = sorted(inc.translator.changed)
+    patched_endpoint = sorted(inc.translator.patched)
 
     p_med, e_med = statistics.median(policy_times), statistics.median(endpoint_times)
+    pc_med, ec_med = statistics.median(policy_cpu), statistics.median(endpoint_cpu)
     print(
-        f"  incremental: first build {t_first:.2f} s; one policy change {p_med * 1000:.1f} ms "
-        f"(min {min(policy_times) * 1000:.1f}, {p_med / t_full * 100:.2f} % of the cold full build, "
-        f"{p_med / t_full_warm * 100:.2f} % of the warm one); one endpoint change {e_med * 1000:.1f} ms "
-        f"(min {min(endpoint_times) * 1000:.1f}); rebuilt {len(rebuilt_policy)} / {len(rebuilt_endpoint)} proxies; "
+        f"  incremental: first build {t_first:.2f} s; one policy change {p_med * 1000:.1f} ms wall / "
+        f"{pc_med * 1000:.1f} ms CPU ({p_med / t_full * 100:.2f} % of the cold full build, "
+        f"{p_med / t_full_warm * 100:.2f} % of the warm one); one endpoint change {e_med * 1000:.1f} ms wall / "
+        f"{ec_med * 1000:.1f} ms CPU (edge: only EDS changed: {eds_only}); rebuilt {len(rebuilt_policy)} "
+        f"(patched {len(patched_policy)}) / {len(rebuilt_endpoint)} (patched {len(patched_endpoint)}) proxies; "
         f"peak RSS {_rss_mb():.0f} MB",
         flush=True,
     )
@@ -102,9 +115,14 @@ def incremental_row(objects: list[Any], services: int, routes: int, changes: int
         "incremental_first_build_s": t_first,
         "policy_change_s": p_med,
         "policy_change_all_s": policy_times,
+        "policy_change_cpu_s": pc_med,
         "policy_change_share_of_full": p_med / t_full,
         "endpoint_change_s": e_med,
         "endpoint_change_all_s": endpoint_times,
+        "endpoint_change_cpu_s": ec_med,
+        "endpoint_change_only_eds": eds_only,
+        "patched_on_policy_change": patched_policy,
+        "patched_on_endpoint_change": patched_endpoint,
         "rebuilt_on_policy_change": rebuilt_policy,
         "rebuilt_on_endpoint_change": rebuilt_endpoint,
         "peak_rss_mb": _rss_mb(),

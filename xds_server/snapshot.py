@@ -66,7 +66,7 @@ class Snapshot:
         """This snapshot with some resources of one type replaced or added (equal to building it anew from the
         resulting items). The other types are shared, with their versions; replaced names keep their order."""
         current = self.of_type(type_url)
-        by_name = dict(current)
+        by_name = current.copy()  # type: ignore[attr-defined]  # a MappingProxyType: a copy of its dict
         by_name.update(changes)
         if len(by_name) != len(current):
             by_name = dict(sorted(by_name.items()))

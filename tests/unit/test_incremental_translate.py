@@ -238,6 +238,7 @@ def test_a_one_policy_change_rebuilds_only_the_proxies_that_read_that_policy() -
         got = translator.translate(state)
         assert translator.last_path == "incremental"
         assert translator.changed == {"wide/edge", f"wide/svc-{i}-a", f"wide/svc-{i}-b"}
+        assert translator.patched == {"wide/edge"}  # its IR patched: only a service it calls changed
         assert got.proxies == translate_mesh(state).proxies
 
 

@@ -9,6 +9,8 @@ path: other elements changed, listeners added or removed, hash policies in play,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xds_server import ir
 from xds_server.snapshot import CachedResource, Snapshot
 from xds_server.translate import _cluster_bytes, _extra_clusters, _outbound_bytes, snapshot_of_proxy
@@ -17,16 +19,29 @@ from xds_server.translate import _cluster_bytes, _extra_clusters, _outbound_byte
 _MAX_SHARE = 0.25
 
 
-def snapshot_since(previous: tuple[ir.ProxyConfig, Snapshot] | None, cfg: ir.ProxyConfig) -> Snapshot:
-    """``snapshot_of_proxy(cfg)``, derived from ``previous`` (the proxy's last config and its snapshot) where
-    that is sound."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Stage2:
+    """A proxy's config with its snapshot, the base of its next :func:`snapshot_since`."""
+
+    cfg: ir.ProxyConfig
+    snapshot: Snapshot
+    #: no cluster of ``cfg`` has a hash policy
+    hash_free: bool
+
+
+def stage2(cfg: ir.ProxyConfig) -> Stage2:
+    return Stage2(cfg, snapshot_of_proxy(cfg), not any(c.lb.hash_on for c in cfg.clusters))
+
+
+def snapshot_since(previous: Stage2 | None, cfg: ir.ProxyConfig) -> Stage2:
+    """``snapshot_of_proxy(cfg)`` (as ``.snapshot``), derived from ``previous`` (the proxy's last config and its
+    snapshot) where that is sound."""
     if previous is None:
-        return snapshot_of_proxy(cfg)
-    old, snap = previous
-    if old is cfg:
-        return snap
-    patched = _patch(old, snap, cfg)
-    return patched if patched is not None else snapshot_of_proxy(cfg)
+        return stage2(cfg)
+    if previous.cfg is cfg:
+        return previous
+    patched = _patch(previous, cfg) if previous.hash_free else None
+    return patched if patched is not None else stage2(cfg)
 
 
 def _changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int] | None:
@@ -35,7 +50,8 @@ def _changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int] | None:
     return [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x is not y]
 
 
-def _patch(old: ir.ProxyConfig, snap: Snapshot, cfg: ir.ProxyConfig) -> Snapshot | None:
+def _patch(previous: Stage2, cfg: ir.ProxyConfig) -> Stage2 | None:
+    old, snap = previous.cfg, previous.snapshot
     if (
         old.mesh != cfg.mesh
         or old.node != cfg.node
@@ -50,10 +66,9 @@ def _patch(old: ir.ProxyConfig, snap: Snapshot, cfg: ir.ProxyConfig) -> Snapshot
         return None
     if len(outbound) + len(clusters) > _MAX_SHARE * (len(cfg.outbound) + len(cfg.clusters)) + 8:
         return None
-    # Hash policies make listeners depend on clusters; a cluster carrying one (before or after) takes the full path.
-    if any(old.clusters[i].lb.hash_on or cfg.clusters[i].lb.hash_on for i in clusters):
-        return None
-    if any(c.lb.hash_on for c in cfg.clusters) or any(c.lb.hash_on for c in old.clusters):
+    # Hash policies make listeners depend on clusters: the previous config has none (``hash_free``), and a
+    # changed cluster that brings one takes the full path.
+    if any(cfg.clusters[i].lb.hash_on for i in clusters):
         return None
     mesh, node = cfg.mesh, cfg.node
     pairs: list[tuple[tuple[CachedResource, ...], tuple[CachedResource, ...]]] = []
@@ -84,4 +99,4 @@ def _patch(old: ir.ProxyConfig, snap: Snapshot, cfg: ir.ProxyConfig) -> Snapshot
                 changes.setdefault(now.type_url, {})[now.name] = now
     for type_url, by_name in changes.items():
         snap = snap.replacing(type_url, by_name)
-    return snap
+    return Stage2(cfg, snap, True)

@@ -24,6 +24,7 @@ policy's translation raised (the full path pins that failure on the policy). Equ
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -104,6 +105,8 @@ class Translator:
         self._fresh = True
         #: node ids whose IR was (re)built or removed by the last call (all of them after a full run)
         self.changed: set[str] = set()
+        #: of those, the proxies whose previous IR was patched (only services they call changed)
+        self.patched: set[str] = set()
         #: what the last call did: "full", "incremental" or "fallback" (a policy's translation raised)
         self.last_path = "full"
         self._reset()
@@ -115,6 +118,9 @@ class Translator:
         self._services: dict[str, ServiceInfo] = {}
         self._workloads: dict[str, WorkloadInfo] = {}
         self._by_id: dict[int, tuple[Policy, PolicyKey]] = {}
+        self._seen: tuple[Policy, ...] | None = None
+        self._duplicates = False
+        self._pending: set[PolicyKey] = set()
         self._current: dict[PolicyKey, Policy] = {}
         self._refused_by_id: dict[int, tuple[Refused, PolicyKey]] = {}
         self._refused: dict[PolicyKey, Refused] = {}
@@ -205,11 +211,11 @@ class Translator:
         touched = old_services | self._index.services(affected) | changed_services
         self._re_resolve(state, affected, touched, last_good, rejected)
 
-        for s in touched:
-            self._routing.pop(s, None)
+        previous_routing = {s: r for s in touched if (r := self._routing.pop(s, None)) is not None}
         if len(self._outbound) > 4 * len(state.services) + 1024:  # entries of deleted services and old ports
             self._outbound.clear()
-        nodes = self._dirty_nodes(state, touched)
+        nodes, patchable = self._dirty_nodes(state, touched)
+        self.patched = set()
         builder = ProxyBuilder(
             state,
             Resolved(self._traffic, self._retry, self._rule_retry, self._access, self._authn, self._outcomes),
@@ -222,6 +228,12 @@ class Translator:
         added_or_removed = False
         for node in sorted(nodes):
             w = state.workloads.get(node)
+            if node in patchable and w is not None:
+                patched = self._patch(builder, w, self._deps[node][1] & touched, previous_routing)
+                if patched is not None:
+                    self._proxies[node] = patched
+                    self.patched.add(node)
+                    continue
             called = self._forget_node(node)
             if w is None:
                 self._callers_changed |= called
@@ -244,14 +256,20 @@ class Translator:
         self._refresh_warnings(builder, touched)
         return MeshTranslation(dict(self._proxies), dict(self._final), {}, dict(self._in_force))
 
-    def _diff_policies(
-        self, state: MeshState, last_good: Mapping[PolicyKey, Policy], rejected: Mapping[PolicyKey, Rejection]
-    ) -> set[PolicyKey] | None:
-        changed: set[PolicyKey] = set()
+    def current(self, state: MeshState) -> dict[PolicyKey, Policy]:
+        """``{key_of(p): p for p in state.policies}``, computing keys only for policy objects not seen before."""
+        if self._fresh or state.mesh is not self._mesh or not self._diff_objects(state):
+            return {key_of(p): p for p in state.policies}
+        return dict(self._current)
+
+    def _diff_objects(self, state: MeshState) -> bool:
+        """Take in the policy objects of ``state`` (changed keys go to ``_pending``); False when two share a key."""
+        if state.policies is self._seen:
+            return not self._duplicates
         by_id = {id(p): p for p in state.policies}
         for i in self._by_id.keys() - by_id.keys():
             _, k = self._by_id.pop(i)
-            changed.add(k)
+            self._pending.add(k)
             if self._current.get(k) is not None and id(self._current[k]) == i:
                 del self._current[k]
         for i in by_id.keys() - self._by_id.keys():
@@ -259,9 +277,17 @@ class Translator:
             k = key_of(p)
             self._by_id[i] = (p, k)
             self._current[k] = p
-            changed.add(k)
-        if len(self._current) != len(state.policies):
+            self._pending.add(k)
+        self._seen = state.policies
+        self._duplicates = len(self._current) != len(state.policies)
+        return not self._duplicates
+
+    def _diff_policies(
+        self, state: MeshState, last_good: Mapping[PolicyKey, Policy], rejected: Mapping[PolicyKey, Rejection]
+    ) -> set[PolicyKey] | None:
+        if not self._diff_objects(state):
             return None  # two policies with one key: the full path decides (as it always has)
+        changed, self._pending = self._pending, set()
         refused = {id(r): r for r in state.refused}
         for i in self._refused_by_id.keys() - refused.keys():
             _, k = self._refused_by_id.pop(i)
@@ -296,6 +322,8 @@ class Translator:
 
     def _diff_services(self, services: dict[str, ServiceInfo]) -> set[str]:
         old = self._services
+        if services is old:
+            return set()
         changed = {k for k, v in services.items() if (o := old.get(k)) is not v and o != v}
         changed.update(old.keys() - services.keys())
         self._services = services
@@ -343,16 +371,63 @@ class Translator:
 
     # ------------------------------------------------------------------------------------------------ proxies
 
-    def _dirty_nodes(self, state: MeshState, services: set[str]) -> set[str]:
+    def _dirty_nodes(self, state: MeshState, services: set[str]) -> tuple[set[str], set[str]]:
+        """The proxies to rebuild, and those of them whose only change is in services they call."""
         old, new = self._workloads, state.workloads
-        nodes = {n for n, w in new.items() if (o := old.get(n)) is not w and o != w}
+        nodes = set() if new is old else {n for n, w in new.items() if (o := old.get(n)) is not w and o != w}
         nodes.update(old.keys() - new.keys())
+        whole = set(nodes)
         for s in services:
-            nodes |= self._servers.get(s, set())
+            whole |= self._servers.get(s, set())
             nodes |= self._callers.get(s, set())
         if services:
-            nodes |= self._transparent
-        return nodes
+            whole |= self._transparent
+        nodes |= whole
+        return nodes, nodes - whole
+
+    def _patch(
+        self,
+        builder: ProxyBuilder,
+        w: WorkloadInfo,
+        services: Iterable[str],
+        previous: dict[str, ServiceRouting],
+    ) -> ir.ProxyConfig | None:
+        """A proxy whose workload and served services are unchanged, after a change of some services it calls:
+        its previous IR with those services' listeners and clusters replaced (what ``builder.build(w)`` gives).
+        None where that is not certain (tracing, a service appearing or disappearing, other cluster names)."""
+        assert self._settings is not None
+        prev = self._proxies.get(w.node_id)
+        if prev is None or self._settings.tracing is not None or prev.transparent is not None:
+            return None
+        hosts: dict[str, str] = {}
+        replaced: dict[str, tuple[ir.Cluster, ir.Cluster]] = {}
+        for s in services:
+            target, old = self._services.get(s), previous.get(s)
+            if target is None or old is None:
+                return None
+            new = builder.routing(s)
+            if [c.name for c in new.clusters] != [c.name for c in old.clusters]:
+                return None
+            hosts[target.host] = s
+            for a, b in zip(old.clusters, new.clusters, strict=True):
+                replaced[a.name] = (a, b)
+        outbound = list(prev.outbound)
+        count = 0
+        for i, lis in enumerate(prev.outbound):
+            key = hosts.get(lis.service)
+            if key is not None:
+                count += 1
+                outbound[i] = builder.outbound_listener(key, self._services[key], builder.routing(key), lis.port)
+        wanted = set(hosts.values())
+        if count != sum(1 for up in w.upstreams if up.service in wanted):
+            return None
+        clusters = list(prev.clusters)
+        for name, (a, b) in replaced.items():
+            i = bisect_left(clusters, name, key=_name)
+            if i == len(clusters) or clusters[i] is not a:  # the previous IR holds that routing's cluster
+                return None
+            clusters[i] = b
+        return replace(prev, outbound=tuple(outbound), clusters=tuple(clusters))
 
     def _forget_node(self, node: str) -> frozenset[str]:
         served, called = self._deps.pop(node, (frozenset(), frozenset()))
@@ -434,6 +509,10 @@ class Translator:
             if w not in o.violations:
                 o.warn(w)
         self._final[key] = o
+
+
+def _name(c: ir.Cluster) -> str:
+    return c.name
 
 
 def _rate_limit_warnings(tp: TrafficPolicy) -> list[Violation]:

@@ -186,15 +186,7 @@ class ProxyBuilder:
             # The same routing object and port give the very same listener object: stage 2 then finds its bytes
             # by identity instead of hashing the whole route table.
             if self.mesh.tracing is None:
-                cache, slot = self._outbound_cache, (up.service, up.local_port)
-                hit = cache.get(slot) if cache is not None else None
-                if hit is not None and hit[0] is routing:
-                    outbound.append(hit[1])
-                    continue
-                listener = _OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port))
-                if cache is not None:
-                    cache[slot] = (routing, listener)
-                outbound.append(listener)
+                outbound.append(self.outbound_listener(up.service, target, routing, up.local_port))
             else:
                 name = trace_service_name(w, self.state)
                 sampling = trace_sampling(self.resolved.traffic.get(up.service))
@@ -211,6 +203,19 @@ class ProxyBuilder:
             outbound=tuple(outbound),
             clusters=tuple(clusters[name] for name in sorted(clusters)),
         )
+
+    def outbound_listener(
+        self, service_key: str, target: ServiceInfo, routing: ServiceRouting, port: int
+    ) -> ir.OutboundListener:
+        """The outbound listener towards a service on a local port (without tracing)."""
+        cache, slot = self._outbound_cache, (service_key, port)
+        hit = cache.get(slot) if cache is not None else None
+        if hit is not None and hit[0] is routing:
+            return hit[1]
+        listener = _OUTBOUND.get((routing, port), partial(_outbound, target, routing, port))
+        if cache is not None:
+            cache[slot] = (routing, listener)
+        return listener
 
     def _inbound_routes(self, service: str, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
         tp = self.resolved.traffic.get(service)
