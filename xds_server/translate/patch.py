@@ -27,20 +27,32 @@ class Stage2:
     snapshot: Snapshot
     #: no cluster of ``cfg`` has a hash policy
     hash_free: bool
+    #: no two outbound listeners of ``cfg`` share a name
+    unique: bool
+
+
+#: (the previous config, positions of the outbound listeners and clusters that differ): every other element of
+#: the new config is the very object at the same position of the previous one
+Hint = tuple[ir.ProxyConfig, tuple[int, ...], tuple[int, ...]]
 
 
 def stage2(cfg: ir.ProxyConfig) -> Stage2:
-    return Stage2(cfg, snapshot_of_proxy(cfg), not any(c.lb.hash_on for c in cfg.clusters))
+    hash_free = not any(c.lb.hash_on for c in cfg.clusters)
+    unique = len({lis.name for lis in cfg.outbound}) == len(cfg.outbound)
+    return Stage2(cfg, snapshot_of_proxy(cfg), hash_free, unique)
 
 
-def snapshot_since(previous: Stage2 | None, cfg: ir.ProxyConfig) -> Stage2:
+def snapshot_since(previous: Stage2 | None, cfg: ir.ProxyConfig, hint: Hint | None = None) -> Stage2:
     """``snapshot_of_proxy(cfg)`` (as ``.snapshot``), derived from ``previous`` (the proxy's last config and its
-    snapshot) where that is sound."""
+    snapshot) where that is sound. ``hint`` (from the translator that patched the config) saves comparing every
+    element; it is used only when it is about ``previous.cfg``."""
     if previous is None:
         return stage2(cfg)
     if previous.cfg is cfg:
         return previous
-    patched = _patch(previous, cfg) if previous.hash_free else None
+    if hint is not None and hint[0] is not previous.cfg:
+        hint = None
+    patched = _patch(previous, cfg, hint) if previous.hash_free and previous.unique else None
     return patched if patched is not None else stage2(cfg)
 
 
@@ -50,7 +62,7 @@ def _changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int] | None:
     return [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x is not y]
 
 
-def _patch(previous: Stage2, cfg: ir.ProxyConfig) -> Stage2 | None:
+def _patch(previous: Stage2, cfg: ir.ProxyConfig, hint: Hint | None) -> Stage2 | None:
     old, snap = previous.cfg, previous.snapshot
     if (
         old.mesh != cfg.mesh
@@ -60,8 +72,14 @@ def _patch(previous: Stage2, cfg: ir.ProxyConfig) -> Stage2 | None:
         or cfg.transparent is not None
     ):
         return None
-    outbound = _changed(old.outbound, cfg.outbound)
-    clusters = _changed(old.clusters, cfg.clusters)
+    if len(old.outbound) != len(cfg.outbound) or len(old.clusters) != len(cfg.clusters):
+        return None
+    if hint is not None:
+        outbound: list[int] | None = list(hint[1])
+        clusters: list[int] | None = list(hint[2])
+    else:
+        outbound = _changed(old.outbound, cfg.outbound)
+        clusters = _changed(old.clusters, cfg.clusters)
     if outbound is None or clusters is None:
         return None
     if len(outbound) + len(clusters) > _MAX_SHARE * (len(cfg.outbound) + len(cfg.clusters)) + 8:
@@ -72,9 +90,7 @@ def _patch(previous: Stage2, cfg: ir.ProxyConfig) -> Stage2 | None:
         return None
     mesh, node = cfg.mesh, cfg.node
     pairs: list[tuple[tuple[CachedResource, ...], tuple[CachedResource, ...]]] = []
-    if outbound:
-        if len({lis.name for lis in cfg.outbound}) != len(cfg.outbound):
-            return None  # one name twice: which element's resource wins is decided by the full path
+    if outbound:  # (outbound names are unique in ``old``, see ``Stage2.unique``; a changed one is checked below)
         for i in outbound:
             pairs.append((_outbound_bytes(old.outbound[i], mesh, ()), _outbound_bytes(cfg.outbound[i], mesh, ())))
     extra = {c.name for c in _extra_clusters(cfg)} if clusters else set()
@@ -99,4 +115,4 @@ def _patch(previous: Stage2, cfg: ir.ProxyConfig) -> Stage2 | None:
                 changes.setdefault(now.type_url, {})[now.name] = now
     for type_url, by_name in changes.items():
         snap = snap.replacing(type_url, by_name)
-    return Stage2(cfg, snap, True)
+    return Stage2(cfg, snap, True, True)

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mesh_operator.control.provenance import (
+    ProxyProvenance,
     culprits,
     element_policies,
     elements,
+    provenance_since,
     resource_policies,
-    resource_policies_since,
 )
 from mesh_operator.translate import (
     MeshState,
@@ -39,7 +40,7 @@ from xds_server import ir
 from xds_server.preflight import Preflight, reason_line
 from xds_server.snapshot import Snapshot
 from xds_server.translate import snapshot_of_proxy
-from xds_server.translate.patch import Stage2, snapshot_since
+from xds_server.translate.patch import Hint, Stage2, snapshot_since
 
 #: Each round can only pin failures on more policies, so a few rounds settle any input.
 MAX_ROUNDS = 4
@@ -74,15 +75,19 @@ class Incremental:
     by_node: dict[str, Snapshot] = field(default_factory=dict)
     #: proxies whose stage 2 failed: retried every round, as the full path does
     stage2_failed: set[str] = field(default_factory=set)
-    resources: dict[str, tuple[ir.ProxyConfig, dict[str, set[str]]]] = field(default_factory=dict)
+    resources: dict[str, ProxyProvenance] = field(default_factory=dict)
     provenance_by_node: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     #: snapshots the pre-flight check already passed
     checked: dict[str, Snapshot] = field(default_factory=dict)
     _dirty: set[str] | None = None
+    #: the translator's patch hints since the last provenance (see :data:`xds_server.translate.patch.Hint`)
+    _hints: dict[str, Hint] = field(default_factory=dict)
 
     def stage2(self, t: MeshTranslation, pin: _Pinner) -> dict[str, Snapshot]:
         """Every proxy's snapshot, serializing only the proxies the translator rebuilt (and patching theirs)."""
         tr = self.translator
+        hints = tr.hints if tr.last_path == "incremental" else {}
+        self._hints.update(hints)
         if tr.last_path != "incremental":
             nodes: Iterable[str] = list(t.proxies)
             self.by_node, self.stage2_failed, self._dirty = {}, set(), None
@@ -102,7 +107,7 @@ class Incremental:
                     table.pop(node, None)
                 continue
             try:
-                done = snapshot_since(self.snapshots.get(node), cfg)
+                done = snapshot_since(self.snapshots.get(node), cfg, hints.get(node))
             except Exception as e:
                 self.stage2_failed.add(node)
                 message = f"translation failed: {type(e).__name__}: {e}; please report it"
@@ -120,10 +125,11 @@ class Incremental:
             if cfg is None:
                 self.provenance_by_node.pop(node, None)
                 continue
-            out = resource_policies_since(self.resources.get(node), cfg)
-            self.resources[node] = (cfg, out)
-            self.provenance_by_node[node] = out
+            done = provenance_since(self.resources.get(node), cfg, self._hints.get(node))
+            self.resources[node] = done
+            self.provenance_by_node[node] = done.by_resource
         self._dirty = set()
+        self._hints = {}
         return dict(self.provenance_by_node)
 
 

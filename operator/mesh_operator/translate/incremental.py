@@ -27,6 +27,8 @@ import gc
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import compress
+from operator import is_not
 
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.api.mesh import Mesh
@@ -107,6 +109,9 @@ class Translator:
         self.changed: set[str] = set()
         #: of those, the proxies whose previous IR was patched (only services they call changed)
         self.patched: set[str] = set()
+        #: patched node -> (its previous IR, changed outbound positions, changed cluster positions): the rest of
+        #: the new IR is the very same objects (lets stage 2 and provenance skip comparing every element)
+        self.hints: dict[str, tuple[ir.ProxyConfig, tuple[int, ...], tuple[int, ...]]] = {}
         #: what the last call did: "full", "incremental" or "fallback" (a policy's translation raised)
         self.last_path = "full"
         self._reset()
@@ -141,6 +146,8 @@ class Translator:
         self._routing: dict[str, ServiceRouting] = {}
         self._outbound: dict[tuple[str, int], tuple[ServiceRouting, ir.OutboundListener]] = {}
         self._proxies: dict[str, ir.ProxyConfig] = {}
+        #: node -> service host -> positions of its outbound listeners in the node's IR
+        self._positions: dict[str, dict[str, tuple[int, ...]]] = {}
         self._deps: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # node -> (served, called)
         self._servers: dict[str, set[str]] = {}  # service -> nodes serving it
         self._callers: dict[str, set[str]] = {}  # service -> nodes calling it
@@ -216,6 +223,7 @@ class Translator:
             self._outbound.clear()
         nodes, patchable = self._dirty_nodes(state, touched)
         self.patched = set()
+        self.hints = {}
         builder = ProxyBuilder(
             state,
             Resolved(self._traffic, self._retry, self._rule_retry, self._access, self._authn, self._outcomes),
@@ -229,12 +237,15 @@ class Translator:
         for node in sorted(nodes):
             w = state.workloads.get(node)
             if node in patchable and w is not None:
+                prev = self._proxies.get(node)
                 patched = self._patch(builder, w, self._deps[node][1] & touched, previous_routing)
-                if patched is not None:
-                    self._proxies[node] = patched
+                if patched is not None and prev is not None:
+                    self._proxies[node] = patched[0]
                     self.patched.add(node)
+                    self.hints[node] = (prev, patched[1], patched[2])
                     continue
             called = self._forget_node(node)
+            self._positions.pop(node, None)
             if w is None:
                 self._callers_changed |= called
                 added_or_removed |= self._proxies.pop(node, None) is not None
@@ -245,6 +256,7 @@ class Translator:
                 return None
             added_or_removed |= node not in self._proxies
             self._proxies[node] = cfg
+            self._positions[node] = _positions(cfg)
             # services this proxy started or stopped calling may have become (un)routed
             self._callers_changed |= called ^ self._remember_node(w)
         if builder.failures:
@@ -266,14 +278,15 @@ class Translator:
         """Take in the policy objects of ``state`` (changed keys go to ``_pending``); False when two share a key."""
         if state.policies is self._seen:
             return not self._duplicates
-        by_id = {id(p): p for p in state.policies}
-        for i in self._by_id.keys() - by_id.keys():
+        ids = set(map(id, state.policies))
+        for i in self._by_id.keys() - ids:
             _, k = self._by_id.pop(i)
             self._pending.add(k)
             if self._current.get(k) is not None and id(self._current[k]) == i:
                 del self._current[k]
-        for i in by_id.keys() - self._by_id.keys():
-            p = by_id[i]
+        added = ids - self._by_id.keys()
+        for p in compress(state.policies, map(added.__contains__, map(id, state.policies))) if added else ():
+            i = id(p)
             k = key_of(p)
             self._by_id[i] = (p, k)
             self._current[k] = p
@@ -324,8 +337,7 @@ class Translator:
         old = self._services
         if services is old:
             return set()
-        changed = {k for k, v in services.items() if (o := old.get(k)) is not v and o != v}
-        changed.update(old.keys() - services.keys())
+        changed = _changed_keys(old, services)
         self._services = services
         return changed
 
@@ -374,8 +386,7 @@ class Translator:
     def _dirty_nodes(self, state: MeshState, services: set[str]) -> tuple[set[str], set[str]]:
         """The proxies to rebuild, and those of them whose only change is in services they call."""
         old, new = self._workloads, state.workloads
-        nodes = set() if new is old else {n for n, w in new.items() if (o := old.get(n)) is not w and o != w}
-        nodes.update(old.keys() - new.keys())
+        nodes = set() if new is old else _changed_keys(old, new)
         whole = set(nodes)
         for s in services:
             whole |= self._servers.get(s, set())
@@ -391,43 +402,40 @@ class Translator:
         w: WorkloadInfo,
         services: Iterable[str],
         previous: dict[str, ServiceRouting],
-    ) -> ir.ProxyConfig | None:
+    ) -> tuple[ir.ProxyConfig, tuple[int, ...], tuple[int, ...]] | None:
         """A proxy whose workload and served services are unchanged, after a change of some services it calls:
-        its previous IR with those services' listeners and clusters replaced (what ``builder.build(w)`` gives).
-        None where that is not certain (tracing, a service appearing or disappearing, other cluster names)."""
+        its previous IR with those services' listeners and clusters replaced (what ``builder.build(w)`` gives),
+        and the positions replaced. None where that is not certain (tracing, a service appearing or
+        disappearing, other cluster names)."""
         assert self._settings is not None
-        prev = self._proxies.get(w.node_id)
-        if prev is None or self._settings.tracing is not None or prev.transparent is not None:
+        prev, positions = self._proxies.get(w.node_id), self._positions.get(w.node_id)
+        if prev is None or positions is None or self._settings.tracing is not None or prev.transparent is not None:
             return None
-        hosts: dict[str, str] = {}
-        replaced: dict[str, tuple[ir.Cluster, ir.Cluster]] = {}
-        for s in services:
-            target, old = self._services.get(s), previous.get(s)
+        outbound = list(prev.outbound)
+        clusters = list(prev.clusters)
+        changed_outbound: list[int] = []
+        changed_clusters: list[int] = []
+        for key in services:
+            target, old = self._services.get(key), previous.get(key)
             if target is None or old is None:
                 return None
-            new = builder.routing(s)
-            if [c.name for c in new.clusters] != [c.name for c in old.clusters]:
+            at = positions.get(target.host)
+            if not at:
                 return None
-            hosts[target.host] = s
+            new = builder.routing(key)
+            if len(new.clusters) != len(old.clusters):
+                return None
+            for i in at:
+                outbound[i] = builder.outbound_listener(key, target, new, prev.outbound[i].port)
+                changed_outbound.append(i)
             for a, b in zip(old.clusters, new.clusters, strict=True):
-                replaced[a.name] = (a, b)
-        outbound = list(prev.outbound)
-        count = 0
-        for i, lis in enumerate(prev.outbound):
-            key = hosts.get(lis.service)
-            if key is not None:
-                count += 1
-                outbound[i] = builder.outbound_listener(key, self._services[key], builder.routing(key), lis.port)
-        wanted = set(hosts.values())
-        if count != sum(1 for up in w.upstreams if up.service in wanted):
-            return None
-        clusters = list(prev.clusters)
-        for name, (a, b) in replaced.items():
-            i = bisect_left(clusters, name, key=_name)
-            if i == len(clusters) or clusters[i] is not a:  # the previous IR holds that routing's cluster
-                return None
-            clusters[i] = b
-        return replace(prev, outbound=tuple(outbound), clusters=tuple(clusters))
+                i = bisect_left(clusters, a.name, key=_name)
+                if a.name != b.name or i == len(clusters) or clusters[i] is not a:  # the IR holds the old cluster
+                    return None
+                clusters[i] = b
+                changed_clusters.append(i)
+        cfg = replace(prev, outbound=tuple(outbound), clusters=tuple(clusters))
+        return cfg, tuple(sorted(set(changed_outbound))), tuple(sorted(set(changed_clusters)))
 
     def _forget_node(self, node: str) -> frozenset[str]:
         served, called = self._deps.pop(node, (frozenset(), frozenset()))
@@ -511,8 +519,24 @@ class Translator:
         self._final[key] = o
 
 
+def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
+    """Keys added, removed, or whose value changed (not the same object and not equal: rebuilt equal objects,
+    as local mode and the adapter make, are no change). The identity scan runs in C."""
+    candidates = compress(new.keys(), map(is_not, map(old.get, new.keys()), new.values()))
+    changed = {k for k in candidates if old.get(k) != new[k]}
+    changed.update(old.keys() - new.keys())
+    return changed
+
+
 def _name(c: ir.Cluster) -> str:
     return c.name
+
+
+def _positions(cfg: ir.ProxyConfig) -> dict[str, tuple[int, ...]]:
+    out: dict[str, list[int]] = {}
+    for i, lis in enumerate(cfg.outbound):
+        out.setdefault(lis.service, []).append(i)
+    return {host: tuple(at) for host, at in out.items()}
 
 
 def _rate_limit_warnings(tp: TrafficPolicy) -> list[Violation]:
