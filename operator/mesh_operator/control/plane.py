@@ -30,7 +30,7 @@ from mesh_operator.control.build import Built, Incremental, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.provenance import culprits
 from mesh_operator.control.rotation import RootRotator, certz
-from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection, key_of
+from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection
 from mesh_operator.translate.state import Policy
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
@@ -230,7 +230,9 @@ class ControlPlane:
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.
-        present = {key_of(p) for p in state.policies} | {PolicyKey(r.kind, r.namespace, r.name) for r in state.refused}
+        present = self._incremental.translator.current(state).keys() | {
+            PolicyKey(r.kind, r.namespace, r.name) for r in state.refused
+        }
         self._last_good = {k: p for k, p in {**self._last_good, **translated.in_force}.items() if k in present}
         self._rejected = built.rejected
         problems += [f"proxy {node}: {why}" for node, why in sorted(failed.items())]

@@ -44,11 +44,21 @@ from xds_server import ir
 __all__ = ["Translator"]
 
 
+class _Unknown(Exception):
+    """A policy kind this module has no slot rule for: the full path translates (see :func:`_slots`)."""
+
+
+_KINDS = (TrafficPolicy, RetryPolicy, AccessPolicy, AuthenticationPolicy)
+
+
 def _slots(key: PolicyKey, p: Policy | None) -> set[str]:
-    """The slots one version of a policy occupies: what resolve may decide together with other policies."""
+    """The slots one version of a policy occupies: what resolve may decide together with other policies.
+    A new policy kind needs its rule here (until then every translation with it takes the full path)."""
     out = {f"k:{key}"}
     if p is None:
         return out
+    if not isinstance(p, _KINDS):
+        raise _Unknown(p.kind)
     ns, ref = p.metadata.namespace, p.spec.target_ref
     if isinstance(p, RetryPolicy) and ref.kind != "Service":
         out.add(f"t:{ns}/{ref.name}")
@@ -182,7 +192,10 @@ class Translator:
                 self.last_path = "full"
             else:
                 self.last_path = "incremental"
-            out = self._step(state, last_good, rejected)
+            try:
+                out = self._step(state, last_good, rejected)
+            except _Unknown:
+                out = None
             self._fresh = False
             if out is None:  # a policy's translation raised: the full path pins it; start afresh next time
                 self._reset()
