@@ -82,6 +82,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--max-debounce", type=float, default=1.0, help="the operator's --max-debounce")
     parser.add_argument("--result", default="apply", help="write bench/results/RESULT.json")
+    parser.add_argument("--log", type=Path, help="keep a copy of the operator's log here")
     args = parser.parse_args()
     n = args.policies
     load_at_start = bench_results.load()
@@ -159,6 +160,8 @@ def main() -> int:
         writes = kubez["status_writes"] - writes_before
         rss_end = proc.memory_info().rss
         op.stop()
+        if args.log is not None:
+            args.log.write_bytes((work / "operator.log").read_bytes())
         result = {
             "policies": n,
             "all_accepted_and_programmed_s": round(finished, 2) if finished else None,
