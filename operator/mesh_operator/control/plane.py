@@ -99,8 +99,6 @@ class ControlPlane:
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
         #: kept between translations so that each re-derives only what changed (O(changed), same result)
         self._incremental = Incremental()
-        #: node -> (built snapshot, leaf, bundle, published snapshot): an unchanged proxy is not re-assembled
-        self._published: dict[str, tuple[Snapshot, Any, bytes, Snapshot]] = {}
         self._policy_sets: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -203,28 +201,21 @@ class ControlPlane:
                 failed[node_id] = f"cannot issue a certificate for {cfg.node.spiffe_id}: {e}"
                 self._keep_previous(node_id, desired)
                 continue
-            hit = self._published.get(node_id)
-            if hit is not None and hit[0] is resources and hit[1] is leaf and hit[2] == bundle_pem:
-                snap = hit[3]
-            else:
-                secrets = [
-                    certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
-                    bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
-                ]
-                # the translated snapshot plus the two secrets (shares its other types and their versions)
-                snap = resources.replacing(SECRET, {r.name: r for r in secrets})
-                missing = missing_references(cfg, snap)
-                if missing:
-                    failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
-                    self._keep_previous(node_id, desired)
-                    continue
-                self._published[node_id] = (resources, leaf, bundle_pem, snap)
+            secrets = [
+                certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
+                bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
+            ]
+            items = [r for by_name in resources.resources.values() for r in by_name.values()] + secrets
+            snap = Snapshot.from_resources(items)
+            missing = missing_references(cfg, snap)
+            if missing:
+                failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
+                self._keep_previous(node_id, desired)
+                continue
             self.cache.set_snapshot(node_id, snap)
             desired[node_id] = snap.version
         for gone in set(self._identities) - set(identities):
             self.cache.clear_snapshot(gone)
-        for gone in [n for n in self._published if n not in built.snapshots]:
-            del self._published[gone]
         for gone in [n for n in self._policy_sets if n not in built.snapshots]:
             del self._policy_sets[gone]
         self._identities = identities
