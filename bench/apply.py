@@ -40,6 +40,9 @@ from kubernetes import client
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import _results as bench_results  # noqa: E402
 
 from mesh_operator.testing import TestControlPlane  # noqa: E402
 from mesh_operator.testing.kubemesh import OperatorProcess  # noqa: E402
@@ -78,8 +81,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--max-debounce", type=float, default=1.0, help="the operator's --max-debounce")
+    parser.add_argument("--result", default="apply", help="write bench/results/RESULT.json")
+    parser.add_argument("--log", type=Path, help="keep a copy of the operator's log here")
     args = parser.parse_args()
     n = args.policies
+    load_at_start = bench_results.load()
 
     with tempfile.TemporaryDirectory(prefix="meshwork-bench-apply-") as tmp, TestControlPlane() as plane:
         work = Path(tmp)
@@ -154,6 +160,8 @@ def main() -> int:
         writes = kubez["status_writes"] - writes_before
         rss_end = proc.memory_info().rss
         op.stop()
+        if args.log is not None:
+            args.log.write_bytes((work / "operator.log").read_bytes())
         result = {
             "policies": n,
             "all_accepted_and_programmed_s": round(finished, 2) if finished else None,
@@ -170,6 +178,7 @@ def main() -> int:
             },
         }
         print(json.dumps(result, indent=2))
+        bench_results.write(args.result, result, load_at_start, notes="first create -> all Accepted+Programmed")
         return 0 if finished else 1
 
 

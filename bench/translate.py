@@ -260,14 +260,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000x5,5000x5,10000x2", help="comma-separated SERVICESxROUTES")
     parser.add_argument(
-        "--only", choices=["all", "serialize"], default="all", help="serialize: only the edge proxy vs upb"
+        "--only",
+        choices=["all", "serialize", "incremental"],
+        default="all",
+        help="serialize: only the edge proxy vs upb; incremental: full vs O(changed) builds side by side",
     )
+    parser.add_argument("--changes", type=int, default=7, help="incremental: changes of each kind (median)")
     parser.add_argument("--repeats", type=int, default=5, help="serialization repeats (minimum reported)")
     parser.add_argument("--baseline", metavar="GIT_REV", help="also time xds_server/serialize.py of this revision")
     args = parser.parse_args()
     load_at_start = bench_results.load()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     pipeline(build_objects(3, 1))  # one-time class setup of the generated message types, not part of any figure
+    if args.only == "incremental":
+        return _incremental_main(sizes, args.changes, load_at_start)
     figures: dict[str, Any] = {}
     for services, routes in sizes:
         objects = build_objects(services, routes)
@@ -333,6 +339,23 @@ def _translation_row(objects: list[Any], services: int, routes: int) -> dict[str
         "one_policy_change_parts_s": {"inventory": t_state, "stage1": t_stage1, "stage2_and_bytes": t_stage2},
         "mesh_rerun_warm_s": t_inc_mesh,
     }
+
+
+def _incremental_main(sizes: list[tuple[int, ...]], changes: int, load_at_start: dict[str, Any]) -> int:
+    from incremental_bench import incremental_row
+
+    figures: dict[str, Any] = {}
+    for services, routes in sizes:
+        print(f"\n{services} services x {routes} routes", flush=True)
+        figures[f"{services}x{routes}"] = incremental_row(build_objects(services, routes), services, routes, changes)
+    bench_results.write(
+        "incremental",
+        figures,
+        load_at_start,
+        notes="full: cold build() of the whole mesh; changes: MeshState update + build() with the incremental "
+        "state (stage 1 + stage 2 + bytes + provenance of every proxy), median of --changes; same run",
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -50,6 +50,29 @@ class Snapshot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", _freeze(self.resources))
         object.__setattr__(self, "_version", None)
+        object.__setattr__(self, "_type_versions", {})
+
+    @classmethod
+    def _of_frozen(
+        cls, resources: Mapping[str, Mapping[str, CachedResource]], type_versions: dict[str, str]
+    ) -> Snapshot:
+        snap = cls.__new__(cls)
+        object.__setattr__(snap, "resources", MappingProxyType(dict(resources)))
+        object.__setattr__(snap, "_version", None)
+        object.__setattr__(snap, "_type_versions", type_versions)
+        return snap
+
+    def replacing(self, type_url: str, changes: Mapping[str, CachedResource]) -> Snapshot:
+        """This snapshot with some resources of one type replaced or added (equal to building it anew from the
+        resulting items). The other types are shared, with their versions; replaced names keep their order."""
+        current = self.of_type(type_url)
+        by_name = current.copy()  # type: ignore[attr-defined]  # a MappingProxyType: a copy of its dict
+        by_name.update(changes)
+        if len(by_name) != len(current):
+            by_name = dict(sorted(by_name.items()))
+        resources = {**self.resources, type_url: MappingProxyType(by_name)}
+        versions = {t: v for t, v in self._type_versions.items() if t != type_url}  # type: ignore[attr-defined]
+        return Snapshot._of_frozen({t: resources.get(t, MappingProxyType({})) for t in TYPE_ORDER}, versions)
 
     @classmethod
     def from_resources(cls, items: Iterable[CachedResource]) -> Snapshot:
@@ -62,14 +85,14 @@ class Snapshot:
         return self.resources.get(type_url, MappingProxyType({}))
 
     def type_version(self, type_url: str) -> str:
-        """Content version of one type: changes iff a resource of that type was added, removed or changed."""
-        h = hashlib.sha256()
-        for name, r in self.of_type(type_url).items():
-            h.update(name.encode())
-            h.update(b"\0")
-            h.update(r.version.encode())
-            h.update(b"\n")
-        return h.hexdigest()[:16]
+        """Content version of one type: changes iff a resource of that type was added, removed or changed.
+        (sha256 over ``name NUL version LF`` of every resource in name order; computed once per type.)"""
+        versions: dict[str, str] = self._type_versions  # type: ignore[attr-defined]
+        cached = versions.get(type_url)
+        if cached is None:
+            text = "".join([f"{name}\0{r.version}\n" for name, r in self.of_type(type_url).items()])
+            cached = versions[type_url] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return cached
 
     @property
     def version(self) -> str:

@@ -62,3 +62,26 @@ def test_writing_replaces_only_the_part_between_the_markers() -> None:
 def test_a_file_without_markers_is_refused() -> None:
     with pytest.raises(ValueError, match="markers"):
         report.replace_table("# no markers\n", "| t |")
+
+
+def test_the_incremental_and_apply_rows_come_from_their_result_files(tmp_path: Path) -> None:
+    row = {
+        "proxies": 10001,
+        "resources": 80000,
+        "policy_change_s": 0.0199,
+        "policy_change_cpu_s": 0.0188,
+        "policy_change_share_of_full": 0.0019,
+        "full_build_s": 10.6,
+        "full_build_warm_s": 1.49,
+        "endpoint_change_s": 0.0166,
+        "endpoint_change_cpu_s": 0.0148,
+        "endpoint_change_only_eds": True,
+    }
+    _write(tmp_path, "incremental", _doc("incremental", {"5000x5": row}))
+    apply = {"policies": 1000, "all_accepted_and_programmed_s": 9.5, "done": 1000, "creates_s": 6.0,
+             "status_writes": 1000, "operator_rss_mib": {"peak": 170.0}}  # fmt: skip
+    _write(tmp_path, "apply", _doc("apply", apply))
+    text = report.table(report.load_results(tmp_path))
+    assert "one policy change 19.9 ms wall / 18.8 ms CPU (0.19 % of a cold full build of 10.6 s" in text
+    assert "EDS only: True" in text and "`incremental.json` @ abc123" in text
+    assert "all Accepted+Programmed in 9.5 s (creates 6.0 s); 1000 status writes" in text

@@ -26,11 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
-from mesh_operator.control.build import Built, build
+from mesh_operator.control.build import Built, Incremental, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.provenance import culprits
 from mesh_operator.control.rotation import RootRotator, certz
-from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection, key_of
+from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection
 from mesh_operator.translate.state import Policy
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
@@ -97,6 +97,9 @@ class ControlPlane:
         self._source_problems: list[str] = []
         self._identities: dict[str, str] = {}
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
+        #: kept between translations so that each re-derives only what changed (O(changed), same result)
+        self._incremental = Incremental()
+        self._policy_sets: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -160,7 +163,9 @@ class ControlPlane:
             return
         # Translation, serialization and the pre-flight check run in a worker thread: pushes of built snapshots,
         # ACKs and the admin endpoint keep being served meanwhile.
-        built = await asyncio.to_thread(build, state, dict(self._last_good), dict(self._rejected), self.preflight)
+        built = await asyncio.to_thread(
+            build, state, dict(self._last_good), dict(self._rejected), self.preflight, self._incremental
+        )
         self._publish(built, state)
 
     def _publish(self, built: Built, state: MeshState) -> None:
@@ -182,7 +187,13 @@ class ControlPlane:
             cfg = translated.proxies[node_id]
             identities[node_id] = cfg.node.spiffe_id
             resources_by_node[node_id] = built.resources.get(node_id, {})
-            policies_by_node[node_id] = set().union(*resources_by_node[node_id].values())
+            held = self._policy_sets.get(node_id)
+            if held is None or held[0] is not resources_by_node[node_id]:
+                held = self._policy_sets[node_id] = (
+                    resources_by_node[node_id],
+                    set().union(*resources_by_node[node_id].values()),
+                )
+            policies_by_node[node_id] = held[1]
             try:
                 leaf = self.certs.leaf(cfg.node.spiffe_id)
             except CertificateError as e:
@@ -205,10 +216,14 @@ class ControlPlane:
             desired[node_id] = snap.version
         for gone in set(self._identities) - set(identities):
             self.cache.clear_snapshot(gone)
+        for gone in [n for n in self._policy_sets if n not in built.snapshots]:
+            del self._policy_sets[gone]
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.
-        present = {key_of(p) for p in state.policies} | {PolicyKey(r.kind, r.namespace, r.name) for r in state.refused}
+        present = self._incremental.translator.current(state).keys() | {
+            PolicyKey(r.kind, r.namespace, r.name) for r in state.refused
+        }
         self._last_good = {k: p for k, p in {**self._last_good, **translated.in_force}.items() if k in present}
         self._rejected = built.rejected
         problems += [f"proxy {node}: {why}" for node, why in sorted(failed.items())]

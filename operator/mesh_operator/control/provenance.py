@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from xds_server.ir import Cluster, InboundListener, OutboundListener, Provenance, ProxyConfig
 
@@ -74,3 +75,54 @@ def culprits(message: str, by_resource: Mapping[str, set[str]]) -> set[str]:
         return named
     everyone = {p for ps in by_resource.values() for p in ps}
     return {p for p in everyone if any(m in message for m in markers(p))}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ProxyProvenance:
+    """A proxy's config with its :func:`resource_policies`, the base of the next :func:`provenance_since`."""
+
+    cfg: ProxyConfig
+    by_resource: dict[str, set[str]]
+    #: no two outbound listeners of ``cfg`` share a name
+    unique: bool
+
+
+def provenance(cfg: ProxyConfig) -> ProxyProvenance:
+    return ProxyProvenance(cfg, resource_policies(cfg), len({lis.name for lis in cfg.outbound}) == len(cfg.outbound))
+
+
+def provenance_since(
+    previous: ProxyProvenance | None,
+    cfg: ProxyConfig,
+    hint: tuple[ProxyConfig, tuple[int, ...], tuple[int, ...]] | None = None,
+) -> ProxyProvenance:
+    """``resource_policies(cfg)`` (as ``.by_resource``), derived from the proxy's previous one when only outbound
+    listeners and clusters changed, at the same positions and under the same names, each name carried by one
+    element (outbound listeners are ``outbound|…``, clusters ``host|…``, inbound ones ``inbound|…``). ``hint``
+    (changed positions, from the translator that patched the config) saves comparing every element."""
+    if previous is None:
+        return provenance(cfg)
+    old = previous.cfg
+    if old is cfg:
+        return previous
+    if old.inbound != cfg.inbound or len(old.outbound) != len(cfg.outbound) or len(old.clusters) != len(cfg.clusters):
+        return provenance(cfg)
+    pairs: list[tuple[Element, Element]]
+    if hint is not None and hint[0] is old:
+        pairs = [(old.outbound[i], cfg.outbound[i]) for i in hint[1]]
+        pairs += [(old.clusters[i], cfg.clusters[i]) for i in hint[2]]
+    else:
+        pairs = [(a, b) for a, b in zip(old.outbound, cfg.outbound, strict=True) if a is not b]
+        pairs += [(a, b) for a, b in zip(old.clusters, cfg.clusters, strict=True) if a is not b]
+    if len(pairs) > len(cfg.outbound) // 4 + len(cfg.clusters) // 4 + 8 or not previous.unique:
+        return provenance(cfg)
+    new = dict(previous.by_resource)
+    for a, b in pairs:
+        listener = isinstance(b, OutboundListener)
+        if a.name != b.name or b.name.startswith("inbound|") or b.name.startswith("outbound|") != listener:
+            return provenance(cfg)
+        if policies := element_policies(b):
+            new[b.name] = policies
+        else:
+            new.pop(b.name, None)
+    return ProxyProvenance(cfg, new, True)

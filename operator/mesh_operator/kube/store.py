@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh_operator.api import CRD_KINDS, Mesh
@@ -74,6 +74,13 @@ class Store:
         self._mesh_cache: tuple[tuple[Any, Any], Mesh | None] | None = None
         #: changes that need a translation, ever (tests and benchmarks read it)
         self.changes = 0
+        #: bumped by every change of a Service, EndpointSlice, Pod or Node / of a policy: a snapshot adapts the
+        #: cluster objects again only when they changed, and hands the translator the very same services,
+        #: workloads and policy tuple otherwise (what makes its O(changed) path cheap)
+        self._core_generation = 0
+        self._policy_generation = 0
+        self._adapted: tuple[int, Mesh | None, MeshState, list[AdaptProblem]] | None = None
+        self._policies: tuple[int, tuple[Policy, ...]] | None = None
 
     # ----------------------------------------------------------------- written by the watch handlers
 
@@ -124,10 +131,13 @@ class Store:
         self._objects[kind][k] = body
         self._tombstones.pop((kind, k), None)
         if kind not in POLICY_KINDS and kind != "Mesh":
+            if kind in CORE_KINDS:
+                self._core_generation += 1
             return True
         relevant = previous is None or _generation(previous) != _generation(body)
         if relevant and kind in POLICY_KINDS:
             self._parse(kind, k, body)
+            self._policy_generation += 1
         return relevant
 
     def _delete_locked(self, kind: str, k: str, version: int | None) -> bool:
@@ -135,6 +145,10 @@ class Store:
         self._parsed.pop((kind, k), None)
         if version is not None:
             self._tombstones[(kind, k)] = version
+        if gone is not None and kind in CORE_KINDS:
+            self._core_generation += 1
+        if gone is not None and kind in POLICY_KINDS:
+            self._policy_generation += 1
         return gone is not None
 
     def mark_synced(self) -> None:
@@ -183,14 +197,29 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
+            core_generation, policy_generation = self._core_generation, self._policy_generation
+            adapted = self._adapted
+            objects = None
+            if adapted is None or adapted[0] != core_generation:
+                objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
             meshes = dict(self._objects["Mesh"])
             bodies = {kind: dict(self._objects[kind]) for kind in POLICY_KINDS}
             parsed = dict(self._parsed)
         records = _records(bodies, parsed)
-        policies: list[Policy] = [obj for (_, _), (_, obj, _) in sorted(parsed.items()) if obj is not None]
-        state, problems = adapt(objects, policies, self._mesh(meshes))
-        return Snapshot(state, problems, records)
+        if self._policies is None or self._policies[0] != policy_generation:
+            ordered = tuple(obj for (_, _), (_, obj, _) in sorted(parsed.items()) if obj is not None)
+            self._policies = (policy_generation, ordered)
+        policies = self._policies[1]
+        mesh = self._mesh(meshes)
+        if objects is not None or adapted is None or adapted[1] is not mesh:
+            state, problems = adapt(objects or self._core_objects(), (), mesh)
+            adapted = self._adapted = (core_generation, mesh, state, problems)
+        state = replace(adapted[2], policies=policies)
+        return Snapshot(state, list(adapted[3]), records)
+
+    def _core_objects(self) -> ClusterObjects:
+        with self._lock:
+            return ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
 
     def _mesh(self, meshes: Mapping[str, Mapping[str, Any]]) -> Mesh | None:
         """The Mesh named ``default`` (others are ignored); an invalid Mesh is left out, so defaults stay in force.

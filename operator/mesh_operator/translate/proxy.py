@@ -15,7 +15,7 @@ from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved, key_of
 from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
-from mesh_operator.translate.status import TRANSLATION_FAILED
+from mesh_operator.translate.status import TRANSLATION_FAILED, PolicyKey, PolicyOutcome
 from mesh_operator.translate.tracing import trace_sampling, trace_service_name, traced_outbound, tracing_settings
 from mesh_operator.translate.traffic import ServiceRouting, provenance, rule_matches, service_routing
 from mesh_operator.translate.transparent import transparent_config
@@ -52,15 +52,35 @@ _OUTBOUND: IdentityMemo[ir.OutboundListener] = IdentityMemo(maxsize=262_144)
 class ProxyBuilder:
     """Builds ProxyConfigs, computing each service's outbound routing once for all its callers."""
 
-    def __init__(self, state: MeshState, resolved: Resolved) -> None:
+    def __init__(
+        self,
+        state: MeshState,
+        resolved: Resolved,
+        *,
+        routing_cache: dict[str, ServiceRouting] | None = None,
+        rule_retries: dict[str, dict[str, RetryPolicy]] | None = None,
+        mesh: ir.MeshSettings | None = None,
+        apply_warnings: bool = True,
+        outbound_cache: dict[tuple[str, int], tuple[ServiceRouting, ir.OutboundListener]] | None = None,
+    ) -> None:
+        """``routing_cache``, ``rule_retries``, ``mesh`` and ``apply_warnings=False`` are for the incremental
+        translator (:mod:`mesh_operator.translate.incremental`): it keeps routings across translations, indexes
+        the rule retries itself and applies the warnings to its own copies of the outcomes."""
         self.state = state
         self.resolved = resolved
-        self.mesh = mesh_settings(state)
-        self._routing: dict[str, ServiceRouting] = {}
-        self._rule_retries: dict[str, dict[str, RetryPolicy]] = {}
-        for (service, rule), policy in resolved.rule_retry.items():
-            self._rule_retries.setdefault(service, {})[rule] = policy
-        if self.mesh.ratelimit_service is None:
+        self.mesh = mesh if mesh is not None else mesh_settings(state)
+        self.apply_warnings = apply_warnings
+        self._outbound_cache = outbound_cache
+        #: how often a policy's translation raised (and was contained); the incremental translator then falls
+        #: back to a full translation, which pins the failure exactly as :func:`translate_mesh` does
+        self.failures = 0
+        self._routing: dict[str, ServiceRouting] = routing_cache if routing_cache is not None else {}
+        if rule_retries is None:
+            rule_retries = {}
+            for (service, rule), policy in resolved.rule_retry.items():
+                rule_retries.setdefault(service, {})[rule] = policy
+        self._rule_retries = rule_retries
+        if self.mesh.ratelimit_service is None and apply_warnings:
             warn_without_service(resolved)
         self.gateway = GatewayRouting(state, resolved)
         warn_superseded(self.gateway, resolved)
@@ -83,10 +103,10 @@ class ProxyBuilder:
             try:
                 result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
             except Exception as e:
+                self.failures += 1
                 result = self._routing_without_culprit(svc, tp, retry, rule_retries, ids, e)
-            for key, warning in result.warnings:
-                if warning not in r.outcomes[key].violations:
-                    r.outcomes[key].warn(warning)
+            if self.apply_warnings:
+                apply_routing_warnings(r.outcomes, result)
             self._routing[service_key] = result
         return self._routing[service_key]
 
@@ -177,9 +197,7 @@ class ProxyBuilder:
             # The same routing object and port give the very same listener object: stage 2 then finds its bytes
             # by identity instead of hashing the whole route table.
             if self.mesh.tracing is None:
-                outbound.append(
-                    _OUTBOUND.get((routing, up.local_port), partial(_outbound, target, routing, up.local_port))
-                )
+                outbound.append(self.outbound_listener(up.service, target, routing, up.local_port))
             else:
                 name = trace_service_name(w, self.state)
                 sampling = trace_sampling(self.resolved.traffic.get(up.service))
@@ -197,15 +215,36 @@ class ProxyBuilder:
             clusters=tuple(clusters[name] for name in sorted(clusters)),
         )
 
+    def outbound_listener(
+        self, service_key: str, target: ServiceInfo, routing: ServiceRouting, port: int
+    ) -> ir.OutboundListener:
+        """The outbound listener towards a service on a local port (without tracing)."""
+        cache, slot = self._outbound_cache, (service_key, port)
+        hit = cache.get(slot) if cache is not None else None
+        if hit is not None and hit[0] is routing:
+            return hit[1]
+        listener = _OUTBOUND.get((routing, port), partial(_outbound, target, routing, port))
+        if cache is not None:
+            cache[slot] = (routing, listener)
+        return listener
+
     def _inbound_routes(self, service: str, svc: ServiceInfo, local_cluster: str) -> tuple[ir.Route, ...]:
         tp = self.resolved.traffic.get(service)
         try:
             return _rate_limited_routes(tp, svc, local_cluster, self.mesh.ratelimit_service is not None)
         except Exception as e:
+            self.failures += 1
             assert tp is not None  # nothing to translate without a policy
             why = Violation("", f"translation failed: {type(e).__name__}: {e}; please report it")
             self.resolved.outcomes[key_of(tp)].reject(TRANSLATION_FAILED, why)
             return ()
+
+
+def apply_routing_warnings(outcomes: dict[PolicyKey, PolicyOutcome], routing: ServiceRouting) -> None:
+    """The warnings a service's routing found, on the outcomes of the policies involved (once each)."""
+    for key, warning in routing.warnings:
+        if warning not in outcomes[key].violations:
+            outcomes[key].warn(warning)
 
 
 def _outbound(svc: ServiceInfo, routing: ServiceRouting, port: int) -> ir.OutboundListener:

@@ -1,0 +1,129 @@
+"""The O(changed) figures of ``bench/translate.py --only incremental``: full build vs incremental builds.
+
+For one mesh of ``bench/translate.py`` (every service: v1 + v2 instances, a TrafficPolicy, a RetryPolicy; an
+``edge`` client calling every service) it times, in one process:
+
+* **full**: ``build()`` of the whole mesh (stage 1 + stage 2 + bytes + resource provenance of every proxy, no
+  pre-flight), caches cleared: what every debounced round cost before;
+* **full, warm**: the same again with warm memo caches (the previous per-round cost for a one-policy change);
+* **policy change**: one TrafficPolicy edited (its request timeout), the ``MeshState`` updated (the policy tuple;
+  services and workloads unchanged, as the Kubernetes store delivers them) and ``build()`` with the incremental
+  state: everything a round does except the certificate step and the push;
+* **endpoint change**: one service loses / regains its v2 instance (pod churn), same path;
+
+each the median of ``changes`` alternating edits, plus what the translator rebuilt and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import statistics
+import time
+from dataclasses import replace
+from typing import Any
+
+from mesh_operator.control.build import Incremental, build
+from mesh_operator.translate import state_from_objects
+from xds_server.snapshot import ENDPOINT
+from xds_server.translate import clear_caches
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def incremental_row(objects: list[Any], services: int, routes: int, changes: int) -> dict[str, Any]:
+    import translate as bench  # the mesh builders of bench/translate.py
+
+    state = state_from_objects(objects)
+    gc.collect()
+    clear_caches()
+    t0 = time.perf_counter()
+    full = build(state, {}, {}, None)
+    t_full = time.perf_counter() - t0
+    resources = sum(len(by) for s in full.snapshots.values() for by in s.resources.values())
+    del full
+    t0 = time.perf_counter()
+    build(state, {}, {}, None)
+    t_full_warm = time.perf_counter() - t0
+    print(
+        f"  full build, {len(state.workloads)} proxies, {resources} resources: cold {t_full:.2f} s, "
+        f"warm {t_full_warm:.2f} s; peak RSS {_rss_mb():.0f} MB",
+        flush=True,
+    )
+
+    inc = Incremental()
+    t0 = time.perf_counter()
+    build(state, {}, {}, None, inc)
+    t_first = time.perf_counter() - t0
+
+    index = {id(p): i for i, p in enumerate(state.policies)}
+    tp0 = next(p for p in state.policies if p.kind == "TrafficPolicy" and p.metadata.name == "svc-0")
+    slot = index[id(tp0)]
+    policy_times: list[float] = []
+    policy_cpu: list[float] = []
+    for n in range(changes):
+        edited = bench.traffic_policy(0, routes, generation=n + 2)  # timeout 1s -> 2s -> 3s ...
+        policies = list(state.policies)
+        t0, c0 = time.perf_counter(), time.process_time()
+        policies[slot] = edited
+        state = replace(state, policies=tuple(policies))
+        build(state, {}, {}, None, inc)
+        policy_times.append(time.perf_counter() - t0)
+        policy_cpu.append(time.process_time() - c0)
+        assert inc.translator.last_path == "incremental"
+    rebuilt_policy = sorted(inc.translator.changed)
+    patched_policy = sorted(inc.translator.patched)
+
+    key = f"bench/svc-{services // 2}"
+    svc = state.services[key]
+    endpoint_times: list[float] = []
+    endpoint_cpu: list[float] = []
+    eds_only = True
+    for n in range(changes):
+        before = inc.by_node["bench/edge"]
+        t0, c0 = time.perf_counter(), time.process_time()
+        instances = svc.instances[:1] if n % 2 == 0 else svc.instances
+        state = replace(state, services={**state.services, key: replace(svc, instances=instances)})
+        build(state, {}, {}, None, inc)
+        endpoint_times.append(time.perf_counter() - t0)
+        endpoint_cpu.append(time.process_time() - c0)
+        after = inc.by_node["bench/edge"]
+        eds_only &= {t for t in after.resources if after.type_version(t) != before.type_version(t)} == {ENDPOINT}
+    rebuilt_endpoint = sorted(inc.translator.changed)
+    patched_endpoint = sorted(inc.translator.patched)
+
+    p_med, e_med = statistics.median(policy_times), statistics.median(endpoint_times)
+    pc_med, ec_med = statistics.median(policy_cpu), statistics.median(endpoint_cpu)
+    print(
+        f"  incremental: first build {t_first:.2f} s; one policy change {p_med * 1000:.1f} ms wall / "
+        f"{pc_med * 1000:.1f} ms CPU ({p_med / t_full * 100:.2f} % of the cold full build, "
+        f"{p_med / t_full_warm * 100:.2f} % of the warm one); one endpoint change {e_med * 1000:.1f} ms wall / "
+        f"{ec_med * 1000:.1f} ms CPU (edge: only EDS changed: {eds_only}); rebuilt {len(rebuilt_policy)} "
+        f"(patched {len(patched_policy)}) / {len(rebuilt_endpoint)} (patched {len(patched_endpoint)}) proxies; "
+        f"peak RSS {_rss_mb():.0f} MB",
+        flush=True,
+    )
+    return {
+        "services": services,
+        "routes": routes,
+        "proxies": len(state.workloads),
+        "resources": resources,
+        "full_build_s": t_full,
+        "full_build_warm_s": t_full_warm,
+        "incremental_first_build_s": t_first,
+        "policy_change_s": p_med,
+        "policy_change_all_s": policy_times,
+        "policy_change_cpu_s": pc_med,
+        "policy_change_share_of_full": p_med / t_full,
+        "endpoint_change_s": e_med,
+        "endpoint_change_all_s": endpoint_times,
+        "endpoint_change_cpu_s": ec_med,
+        "endpoint_change_only_eds": eds_only,
+        "patched_on_policy_change": patched_policy,
+        "patched_on_endpoint_change": patched_endpoint,
+        "rebuilt_on_policy_change": rebuilt_policy,
+        "rebuilt_on_endpoint_change": rebuilt_endpoint,
+        "peak_rss_mb": _rss_mb(),
+    }
