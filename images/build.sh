@@ -27,7 +27,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MESHWORK_IMAGES_CACHE:-$HOME/.cache/meshwork/images}"
 SUITE=bookworm
-BASE_PACKAGES=python3,ca-certificates
+BASE_PACKAGES=python3,ca-certificates,iptables  # iptables: the capture init container (sidecar image)
 PY=python3.11
 SITE=/usr/local/lib/$PY/dist-packages
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -1)"

@@ -80,6 +80,8 @@ class OperatorOptions:
     admission_handlers: dict[str, Any] = field(default_factory=dict)
     #: sidecar injection settings (images, ports, resources); namespace labels come from the watch
     injection: InjectionSettings = field(default_factory=InjectionSettings)
+    #: more GET routes of the admin endpoint (path -> aiohttp handler), e.g. the in-cluster wiring's
+    admin_routes: dict[str, Any] = field(default_factory=dict)
     #: check new config with real Envoy before any sidecar receives it (needs the Envoy binary)
     preflight: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +141,8 @@ class Operator:
         )
         self.plane.admin.app.router.add_get("/debug/kubez", self._kubez)
         self.plane.admin.app.router.add_get("/readyz", self._readyz)
+        for path, handler in o.admin_routes.items():
+            self.plane.admin.app.router.add_get(path, handler)
         await self.plane.start()
         self.rest = Rest(self.conn)
         is_leader = lambda: True  # noqa: E731
