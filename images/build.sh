@@ -159,7 +159,7 @@ image() { # <name> <user> <layers...>
     umoci config --image "$layout:$VERSION" --created "$CREATED" --history.created "$CREATED" \
         --author "Meshwork" --os linux --architecture amd64 \
         --config.user "$user" --config.workingdir / \
-        --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONDONTWRITEBYTECODE=1 \
+        --config.env PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin --config.env PYTHONDONTWRITEBYTECODE=1 \
         --config.env PYTHONUNBUFFERED=1 \
         --config.label "org.opencontainers.image.title=meshwork-$name" \
         --config.label "org.opencontainers.image.version=$VERSION" \

@@ -125,3 +125,39 @@ def test_only_pods_the_webhook_would_have_injected_are_reported_as_missing_their
     found = missing_sidecars(pods, InjectionSettings(), labels.get)
     assert [(m.key, m.uid) for m in found] == [("shop/missed", "uid-missed")]
     assert "should carry the Meshwork sidecar" in found[0].reason
+
+
+def test_an_access_policy_on_a_captured_pod_counts_that_pod_as_affected_for_its_receipts() -> None:
+    from mesh_operator.api import AccessPolicy
+    from mesh_operator.control.provenance import resource_policies
+    from mesh_operator.translate import translate_mesh
+
+    svc = service("backend", port=8080)
+    svc["spec"]["clusterIP"] = "10.96.0.20"
+    objects = ClusterObjects(
+        services={"shop/backend": svc},
+        endpoint_slices={"shop/backend-abc": slice_("backend", ["b1"])},
+        pods={"shop/b1": _captured(pod("b1", "10.244.0.5"))},
+    )
+    policy = AccessPolicy.model_validate(
+        {
+            "apiVersion": "meshwork.io/v1alpha1",
+            "kind": "AccessPolicy",
+            "metadata": {"name": "callers", "namespace": "shop"},
+            "spec": {
+                "targetRef": {"kind": "Service", "name": "backend"},
+                "rules": [
+                    {
+                        "name": "fe",
+                        "action": "Allow",
+                        "from": [{"serviceAccount": {"namespace": "shop", "name": "frontend"}}],
+                    }
+                ],
+            },
+        }
+    )
+    state, _ = adapt(objects, [policy])
+    cfg = translate_mesh(state).proxies["shop/b1"]
+    assert cfg.transparent is not None and cfg.inbound == ()  # its listeners live in the transparent config
+    carried = {p for ps in resource_policies(cfg).values() for p in ps}
+    assert "AccessPolicy/shop/callers" in carried
