@@ -5,6 +5,7 @@ real sidecars). All calls come from the frontend pod's app container (a meshed p
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ from e2e.kit import (
     wait_synced,
 )
 
+DRAIN_SECONDS = 5  # InjectionSettings.drain_seconds: Envoy --drain-time-s in every sidecar
 SUBSETS = [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]
 
 
@@ -165,7 +167,9 @@ def test_retries_hide_a_pod_that_always_fails_and_deleting_the_policy_shows_it_a
     wait("the flaky pod's 503s seen again", lambda: flaky(10)[503] > 0, 60, interval=2)
 
 
-def test_an_access_policy_refuses_other_callers_with_403_naming_the_policy(mesh: Mesh, shop: str) -> None:
+def test_an_access_policy_refuses_a_caller_with_403_naming_the_policy_and_deleting_it_lets_it_in(
+    mesh: Mesh, shop: str
+) -> None:
     assert call(mesh.cluster, shop, "deploy/intruder", "http://backend:8080/anything")[0].status == 200
     policy = {
         "kind": "AccessPolicy",
@@ -175,16 +179,21 @@ def test_an_access_policy_refuses_other_callers_with_403_naming_the_policy(mesh:
             "mode": "Enforce",
             "rules": [
                 {
-                    "name": "frontend-only",
-                    "action": "Allow",
-                    "from": [{"serviceAccount": {"namespace": shop, "name": "frontend"}}],
+                    "name": "no-intruder",
+                    "action": "Deny",
+                    "from": [{"serviceAccount": {"namespace": shop, "name": "intruder"}}],
                 }
             ],
         },
     }
     apply_policy(mesh.cluster, shop, policy)
-    denied = call(mesh.cluster, shop, "deploy/intruder", "http://backend:8080/anything", 5)
-    assert [r.status for r in denied] == [403] * 5, denied
+    # In force for new connections at once (receipts n/n); a connection the intruder's sidecar opened before keeps
+    # the old listener config until the callee's Envoy has drained it (the agent runs Envoy with --drain-time-s 5;
+    # measured here: the last old-connection request passed ~3 s after n/n). Judge after the drain time.
+    time.sleep(DRAIN_SECONDS + 3)
+    denied = call(mesh.cluster, shop, "deploy/intruder", "http://backend:8080/anything", 10)
+    assert [r.status for r in denied] == [403] * 10, denied
+    assert all(r.body == "RBAC: access denied" for r in denied)
     assert [r.status for r in _get(mesh, shop, "/anything", 5)] == [200] * 5  # frontend still may
     # the callee's sidecar names the denying policy in its access log (RESPONSE_CODE_DETAILS)
     key = f"AccessPolicy/{shop}/backend-callers"
@@ -194,7 +203,8 @@ def test_an_access_policy_refuses_other_callers_with_403_naming_the_policy(mesh:
             mesh.cluster.kubectl("logs", "-n", shop, p, "-c", "meshwork-proxy", "--tail=400", check=False)
             for p in _backend_pods(mesh, shop)
         ]
-        return any(key in line and " 403 " in f" {line} " for text in logs for line in text.splitlines())
+        # e.g. status=403 ... details=rbac_access_denied_matched_policy[AccessPolicy/<ns>/backend-callers@1#no-intruder]
+        return any(key in line and "status=403" in line for text in logs for line in text.splitlines())
 
     wait("the denial, naming the policy, in a backend sidecar's access log", logged, 30, interval=2)
     delete_policy(mesh.cluster, shop, "AccessPolicy", "backend-callers")
