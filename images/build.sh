@@ -27,7 +27,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MESHWORK_IMAGES_CACHE:-$HOME/.cache/meshwork/images}"
 SUITE=bookworm
-BASE_PACKAGES=python3,ca-certificates
+BASE_PACKAGES=python3,ca-certificates,iptables  # iptables: the capture init container (sidecar image)
 PY=python3.11
 SITE=/usr/local/lib/$PY/dist-packages
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -1)"
@@ -159,7 +159,7 @@ image() { # <name> <user> <layers...>
     umoci config --image "$layout:$VERSION" --created "$CREATED" --history.created "$CREATED" \
         --author "Meshwork" --os linux --architecture amd64 \
         --config.user "$user" --config.workingdir / \
-        --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONDONTWRITEBYTECODE=1 \
+        --config.env PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin --config.env PYTHONDONTWRITEBYTECODE=1 \
         --config.env PYTHONUNBUFFERED=1 \
         --config.label "org.opencontainers.image.title=meshwork-$name" \
         --config.label "org.opencontainers.image.version=$VERSION" \

@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh_operator.testing.cluster import Cluster
-from mesh_operator.testing.pytest_cluster import cluster, cluster_namespace
-from tests.cluster.helpers import import_images
-
-__all__ = ["cluster", "cluster_namespace"]
+# The fixtures `cluster`, `cluster_namespace` and `images` live in the repository's root conftest.py (shared with e2e/).
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,9 +19,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.cluster)
-
-
-@pytest.fixture(scope="session")
-def images(cluster: Cluster) -> dict[str, str]:
-    """control-plane and sidecar from `make images`, imported into the cluster; name -> image reference."""
-    return import_images(cluster)

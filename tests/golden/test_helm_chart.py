@@ -132,18 +132,23 @@ def test_the_control_plane_may_write_only_status_leases_webhook_configs_tokenrev
         ("events.k8s.io", "events", "*"),
         ("coordination.k8s.io", "leases", "*"),  # create only (names cannot restrict create)
         ("", "secrets", "*"),  # create only, release namespace, for the CA root when no existingSecret
+        ("", "configmaps", "*"),  # create only, for the root CA ConfigMap of injected namespaces
     }
     named = {
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "meshwork-control-plane"),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "meshwork-control-plane"),
         ("coordination.k8s.io", "leases", "meshwork-control-plane"),
         ("", "secrets", "meshwork-ca"),
+        ("", "configmaps", "meshwork-root-ca"),
     }
     assert writes <= allowed_any_name | named, sorted(writes - allowed_any_name - named)
     for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
-            if rule["resources"] in (["leases"], ["secrets"]) and "resourceNames" not in rule:
+            if rule["resources"] in (["secrets"], ["configmaps"]) and "resourceNames" not in rule:
                 assert rule["verbs"] == ["create"], rule
+            if rule["resources"] == ["leases"] and "resourceNames" not in rule:
+                # create, or read and patch (each replica's ACK Lease is named after its pod), in one namespace
+                assert role["kind"] == "Role" and set(rule["verbs"]) <= {"create", "get", "list", "watch", "patch"}
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
 
 

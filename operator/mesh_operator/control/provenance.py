@@ -35,6 +35,10 @@ def element_policies(element: Element) -> set[str]:
 def elements(cfg: ProxyConfig) -> Iterable[Element]:
     yield from cfg.inbound
     yield from cfg.outbound
+    if cfg.transparent is not None:
+        # a captured pod's listeners: the inbound chains (RBAC, JWT, inbound routes) and one per ClusterIP:port
+        yield from cfg.transparent.inbound
+        yield from cfg.transparent.destinations
     yield from cfg.clusters
 
 

@@ -18,6 +18,9 @@ Pure: plain dicts (as the API returns them) in, a MeshState out; no client, no I
   transparent-capture mode of the injection issue replaces them):
   ``meshwork.io/inbound-port`` (where peers reach it, default 15006), ``meshwork.io/admin-port`` (default
   15000), ``meshwork.io/upstreams`` (``backend:15101,reviews.shop:15102``: service[.namespace]:local port).
+- A pod injected by the webhook (it has the capture init container ``meshwork-init``) is **transparent**: its
+  traffic is captured, peers dial the app's port on the pod IP (redirected into the sidecar's inbound listener),
+  and its sidecar gets the transparent-mode listeners, routing by the Services' **ClusterIPs** and Host names.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ Body = Mapping[str, Any]
 
 PROXY_ANNOTATION = "meshwork.io/proxy"
 PROXY_CONTAINER = "meshwork-proxy"
+CAPTURE_CONTAINER = "meshwork-init"
 INBOUND_PORT_ANNOTATION = "meshwork.io/inbound-port"
 ADMIN_PORT_ANNOTATION = "meshwork.io/admin-port"
 UPSTREAMS_ANNOTATION = "meshwork.io/upstreams"
@@ -103,6 +107,18 @@ def in_mesh(pod: Body) -> bool:
     spec = pod.get("spec") or {}
     containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
     return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER for c in containers)
+
+
+def transparent(pod: Body) -> bool:
+    """Its traffic is captured: the injector added the capture init container."""
+    spec = pod.get("spec") or {}
+    inits = spec.get("initContainers") or []
+    return any(isinstance(c, Mapping) and c.get("name") == CAPTURE_CONTAINER for c in inits)
+
+
+def _cluster_ip(spec: Body) -> str | None:
+    ip = spec.get("clusterIP")
+    return str(ip) if ip and ip != "None" else None
 
 
 def protocol_of(port: Body) -> Protocol:
@@ -194,6 +210,7 @@ def adapt(
     services: dict[str, ServiceInfo] = {}
     #: pod key -> the (first, by name) service it serves, and its app port
     serves: dict[str, tuple[str, int]] = {}
+    captured = {k for k, p in mesh_pods.items() if transparent(p)}
     inbound_ports = {
         k: _port_annotation(p, INBOUND_PORT_ANNOTATION, DEFAULT_INBOUND_PORT, problems) for k, p in mesh_pods.items()
     }
@@ -225,7 +242,8 @@ def adapt(
                         workload=str(_meta(pod).get("name")),
                         namespace=namespace,
                         address=address,
-                        port=inbound_ports[pod_key],
+                        # captured: peers dial the app's port, the pod's iptables hand it to the sidecar
+                        port=app_port if pod_key in captured else inbound_ports[pod_key],
                         labels=tuple(sorted((_meta(pod).get("labels") or {}).items())),
                         region=region,
                         zone=zone,
@@ -239,7 +257,12 @@ def adapt(
                 serves.setdefault(pod_key, (svc_key, app_port))
         instances.sort(key=lambda i: i.workload)
         services[svc_key] = ServiceInfo(
-            str(_meta(svc).get("name")), namespace, int(port.get("port") or 0), protocol_of(port), tuple(instances)
+            str(_meta(svc).get("name")),
+            namespace,
+            int(port.get("port") or 0),
+            protocol_of(port),
+            tuple(instances),
+            _cluster_ip(spec),
         )
     workloads: dict[str, WorkloadInfo] = {}
     for pod_key in sorted(mesh_pods):
@@ -252,7 +275,10 @@ def adapt(
         inbound: tuple[InboundInfo, ...] = ()
         if pod_key in serves:
             svc_key, app_port = serves[pod_key]
-            inbound = (InboundInfo(svc_key, address, inbound_ports[pod_key], "127.0.0.1", app_port),)
+            if pod_key in captured:
+                inbound = (InboundInfo(svc_key, "0.0.0.0", app_port, "127.0.0.1", app_port),)
+            else:
+                inbound = (InboundInfo(svc_key, address, inbound_ports[pod_key], "127.0.0.1", app_port),)
         workloads[pod_key] = WorkloadInfo(
             namespace=namespace,
             name=str(_meta(pod).get("name")),
@@ -262,5 +288,6 @@ def adapt(
             inbound=inbound,
             upstreams=_upstreams(pod, namespace, problems),
             admin_port=_port_annotation(pod, ADMIN_PORT_ANNOTATION, DEFAULT_ADMIN_PORT, problems),
+            transparent=pod_key in captured,
         )
     return MeshState(mesh or default_mesh(), services, workloads, tuple(policies)), problems

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mesh_operator.kube.errors import KubeError
+from mesh_operator.kube.operator import OperatorOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the global rate-limit service's configuration (from the policies) into this ConfigMap of "
         "--namespace (the chart's rateLimit.enabled deploys the service reading it)",
     )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("MESHWORK_CONFIG") or None,
+        help="the chart's settings file (default: $MESHWORK_CONFIG); with it the operator runs as in a cluster: "
+        "ports, names, CA Secret, identity service, root CA ConfigMaps, webhook caBundles from that file",
+    )
+    p.add_argument(
+        "--listen-host",
+        default="0.0.0.0",
+        help="with --config: the address xDS, the webhooks, the identity service and health listen on",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mesh_operator.kube.operator import OperatorOptions, run
+    from mesh_operator.kube.operator import run
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -97,8 +111,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.webhook_names = tuple(args.webhook_names)
     if args.identity:
         options.identity = args.identity
+    elif os.environ.get("POD_NAME"):
+        options.identity = os.environ["POD_NAME"]
+    if args.config is not None:
+        return _main_in_cluster(args, options)
     try:
         return asyncio.run(run(options))
+    except KubeError as e:
+        print(f"meshwork-controller: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main_in_cluster(args: argparse.Namespace, options: OperatorOptions) -> int:
+    from mesh_operator.kube import incluster
+    from mesh_operator.kube.config import ConfigError, parse
+
+    try:
+        cfg = parse(Path(args.config).read_text(), namespace=args.namespace or os.environ.get("POD_NAMESPACE"))
+    except OSError as e:
+        print(f"meshwork-controller: cannot read {args.config}: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"meshwork-controller: {args.config}: {e}", file=sys.stderr)
+        return 2
+    if not args.verbose:
+        logging.getLogger().setLevel(getattr(logging, cfg.log_level.upper(), logging.INFO))
+    host = args.listen_host
+    options.namespace = cfg.namespace
+    options.trust_domain = cfg.trust_domain
+    options.xds_host, options.xds_port = host, cfg.xds_port
+    options.admin_host, options.admin_port = "127.0.0.1", cfg.metrics_port  # admin stays on loopback
+    options.webhook_host, options.webhook_port = host, cfg.webhook_port
+    options.webhook_names = (*cfg.webhook_names, *(args.webhook_names or ()))
+    options.lease_name, options.lease_duration = cfg.lease_name, cfg.lease_duration
+    options.injection = cfg.injection
+    try:
+        return asyncio.run(incluster.run(cfg, options, host=host))
     except KubeError as e:
         print(f"meshwork-controller: {e}", file=sys.stderr)
         return 2

@@ -86,6 +86,8 @@ class OperatorOptions:
     gateway_api: bool = True
     #: sidecar injection settings (images, ports, resources); namespace labels come from the watch
     injection: InjectionSettings = field(default_factory=InjectionSettings)
+    #: more GET routes of the admin endpoint (path -> aiohttp handler), e.g. the in-cluster wiring's
+    admin_routes: dict[str, Any] = field(default_factory=dict)
     #: check new config with real Envoy before any sidecar receives it (needs the Envoy binary)
     preflight: bool = True
     #: the ConfigMap (in ``namespace``) to write the global rate-limit service's configuration into; None: none
@@ -151,6 +153,8 @@ class Operator:
         )
         self.plane.admin.app.router.add_get("/debug/kubez", self._kubez)
         self.plane.admin.app.router.add_get("/readyz", self._readyz)
+        for path, handler in o.admin_routes.items():
+            self.plane.admin.app.router.add_get(path, handler)
         await self.plane.start()
         self.rest = Rest(self.conn)
         is_leader = lambda: True  # noqa: E731

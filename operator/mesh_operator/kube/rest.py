@@ -57,7 +57,9 @@ def connection(kubeconfig: str | None = None, context: str | None = None) -> Con
     token = None
     auth = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
     if auth:
-        token = auth.removeprefix("Bearer ").strip()
+        # kubeconfigs give "Bearer <token>"; the in-cluster loader gives "bearer <token>"
+        scheme, _, rest = auth.partition(" ")
+        token = (rest if scheme.lower() == "bearer" and rest else auth).strip()
     return Connection(
         server=cfg.host.rstrip("/"),
         ca_path=cfg.ssl_ca_cert,

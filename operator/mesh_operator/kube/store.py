@@ -184,6 +184,11 @@ class Store:
         labels: Mapping[str, str] = (ns.get("metadata") or {}).get("labels") or {}
         return labels
 
+    def objects(self, kind: str) -> list[Mapping[str, Any]]:
+        """Every stored object of ``kind`` (a copy of the list; the objects are shared, do not mutate them)."""
+        with self._lock:
+            return list(self._objects[kind].values())
+
     def count(self, kind: str) -> int:
         with self._lock:
             return len(self._objects[kind])

@@ -149,6 +149,10 @@ def create_bridge() -> None:
     run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     run(["ip", "addr", "add", f"{NODE_IP}/{net.prefixlen}", "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
+    # Node-originated traffic to a ClusterIP (the API server calling a webhook Service) would otherwise be routed
+    # by the default route: kube-proxy's DNAT to the pod IP does not reroute it here, and the egress guard drops it
+    # on the real interface. The whole service CIDR stays on the bridge (removed with it).
+    run(["ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP])
 
 
 def delete_bridge() -> None:
