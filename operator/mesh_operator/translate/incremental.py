@@ -16,8 +16,9 @@ with the dependencies each was derived from:
 * **Outcomes** stay as resolved (never mutated); the warnings translation adds (a service's routing, global rate
   limits without a rate-limit service) go on copies, for the services some proxy routes to, as in a full run.
 
-Anything unusual takes the full path and starts afresh: the Mesh object changed, two policies share a key, or a
-policy's translation raised (the full path pins that failure on the policy). Equality with
+Anything unusual takes the full path and starts afresh: Gateway API routes exist (no slot rules for them yet), the
+Mesh object changed, two policies share a key, or a policy's translation raised (the full path pins that failure on
+the policy). Equality with
 :func:`translate_mesh` is proven over randomized change sequences in ``tests/unit/test_incremental_translate.py``.
 """
 
@@ -182,6 +183,14 @@ class Translator:
         policies in force), computed from what changed since the previous call."""
         last_good = last_good or {}
         rejected = rejected or {}
+        if state.routes:
+            # Gateway API routes have no slot rules here yet: the full path translates, and the next call without
+            # routes starts afresh.
+            self._reset()
+            self._fresh = True
+            self.last_path = "full"
+            self.changed = set(state.workloads)
+            return translate_mesh(state, last_good=last_good, rejected=rejected)
         enabled = gc.isenabled()
         gc.disable()
         try:
