@@ -127,6 +127,9 @@ def test_the_control_plane_may_write_only_status_leases_webhook_configs_tokenrev
         for kind in ("trafficpolicies", "retrypolicies", "accesspolicies", "authenticationpolicies")
     } | {
         ("meshwork.io", "meshes/status", "*"),
+        ("gateway.networking.k8s.io", "httproutes/status", "*"),
+        ("gateway.networking.k8s.io", "grpcroutes/status", "*"),
+        ("gateway.networking.x-k8s.io", "xmeshes/status", "*"),
         ("authentication.k8s.io", "tokenreviews", "*"),
         ("", "events", "*"),
         ("events.k8s.io", "events", "*"),
@@ -218,7 +221,7 @@ def test_the_rate_limit_service_is_off_by_default_and_enabled_the_mesh_points_th
         },
     ]
     cp = by_name[("Deployment", "meshwork-control-plane")]["spec"]["template"]["spec"]["containers"][0]
-    assert cp["args"] == ["--ratelimit-configmap", "meshwork-ratelimit-config"]
+    assert cp["args"] == ["--ratelimit-configmap=meshwork-ratelimit-config"]  # passed by the chart itself
     redis = by_name[("NetworkPolicy", "meshwork-ratelimit-redis")]
     (rule,) = redis["spec"]["ingress"]
     assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ratelimit"
