@@ -160,7 +160,14 @@ def test_a_config_envoy_rejects_shows_in_the_policy_status_with_the_nack_text_an
         assert proxies["affected"] == 2
         # The other proxies keep their config: backend-1 applied it, and the caller reaches backend-1.
         obj = mesh.wait_status("AccessPolicy", "backend", lambda o: o["status"]["proxies"]["applied"] == 1)
-        assert eventually(lambda: mesh.get("caller", "backend", "/x").served_by == "backend-1", timeout=20)
+
+        def served_by_backend_1() -> bool:
+            try:
+                return mesh.get("caller", "backend", "/x").served_by == "backend-1"
+            except OSError:  # the caller's listener, updated with the policy, may still be warming: refused
+                return False
+
+        assert eventually(served_by_backend_1, timeout=20)
         assert op.admin("/debug/kubez")["kopf_alive"]
     finally:
         squatter.close()
