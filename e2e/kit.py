@@ -259,7 +259,7 @@ def pods(cluster: Cluster, ns: str, selector: str) -> list[dict[str, Any]]:
 #: Runs in the app container of a pod (python3, standard library): n GETs, one line of JSON out.
 CLIENT = textwrap.dedent(
     """
-    import json, sys, time, urllib.error, urllib.request
+    import json, os, sys, time, urllib.error, urllib.request
     spec = json.loads(sys.argv[1])
     out = []
     for i in range(spec["n"]):
@@ -273,8 +273,22 @@ CLIENT = textwrap.dedent(
             out.append([0, "", repr(e)])
         if spec.get("interval"):
             time.sleep(spec["interval"])
-    print(json.dumps(out))
+    if spec.get("out"):  # a detached run: the whole result appears at once
+        with open(spec["out"] + ".tmp", "w") as f:
+            f.write(json.dumps(out))
+        os.replace(spec["out"] + ".tmp", spec["out"])
+    else:
+        print(json.dumps(out))
     """
+)
+
+#: prints a file when it exists (nothing otherwise)
+READ = "import pathlib, sys; p = pathlib.Path(sys.argv[1]); print(p.read_text() if p.exists() else '', end='')"
+
+#: starts CLIENT in a session of its own and returns at once: the load outlives the `kubectl exec` that started it
+DETACH = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]], "
+    "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(sys.argv[3], 'w'))"
 )
 
 
@@ -316,19 +330,34 @@ def call(
 
 
 class Load:
-    """Steady, bounded load from a pod: ``n`` GETs ``interval`` apart, run while the test changes the cluster."""
+    """Steady, bounded load from a pod: ``n`` GETs ``interval`` apart, run while the test changes the cluster.
+
+    The client runs detached inside the pod and leaves its result in a file there, read by short `kubectl exec`
+    calls afterwards: a long exec stream through the API server breaks when the test restarts what it passes
+    through, which would be the harness failing, not a request."""
 
     def __init__(self, cluster: Cluster, ns: str, target: str, url: str, *, n: int, interval: float) -> None:
-        spec = {"url": url, "n": n, "interval": interval, "timeout": 5}
+        import uuid
+
+        self.cluster, self.ns = cluster, ns
         self.budget = 90 + n * (interval + 0.5)
-        self.proc = subprocess.Popen(
-            _argv(cluster, ns, target, spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        self.pod = self._exec(target, "import socket; print(socket.gethostname())").strip()
+        self.path = f"/tmp/load-{uuid.uuid4().hex[:8]}"
+        spec = {"url": url, "n": n, "interval": interval, "timeout": 5, "out": f"{self.path}.json"}
+        self._exec(self.pod, DETACH, CLIENT, json.dumps(spec), f"{self.path}.err")
+
+    def _exec(self, target: str, program: str, *args: str, check: bool = True) -> str:
+        return self.cluster.kubectl("exec", "-n", self.ns, target, "-c", "app", "--", "python3", "-c", program, *args,
+                                    check=check)  # fmt: skip
+
+    def _read(self, suffix: str) -> str:
+        return self._exec(self.pod, READ, f"{self.path}{suffix}", check=False)
 
     def result(self) -> list[Reply]:
-        out, err = self.proc.communicate(timeout=self.budget)
-        if self.proc.returncode != 0:
-            raise ClusterError(f"load client exited {self.proc.returncode}: {err[-2000:]}")
+        try:
+            out = wait(f"the load client in {self.ns}/{self.pod} done", lambda: self._read(".json"), self.budget, 2)
+        except AssertionError:
+            raise ClusterError(f"load client did not finish: {self._read('.err')[-2000:]}") from None
         return [Reply(*r) for r in json.loads(out)]
 
 

@@ -66,6 +66,21 @@ def _sticky_port(path: Path) -> int:
     return port
 
 
+def _listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def _await_port(port: int, proc: ManagedProcess, *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while proc.running and time.monotonic() < deadline:
+        if _listens(port):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @dataclasses.dataclass
 class LocalRateLimitService:
     state_dir: Path
@@ -139,6 +154,10 @@ class LocalRateLimitService:
             self.dir / "redis.pid",
         )
         self.redis.start()
+        # The service panics at start when Redis does not answer yet, so it starts only once Redis listens (Redis
+        # is up in milliseconds; the bound keeps a broken Redis from stalling the runner).
+        if not _await_port(redis_port, self.redis, timeout=10.0):
+            log.error("redis does not listen on 127.0.0.1:%d; see %s", redis_port, self.dir / "redis.log")
         env = {
             "USE_STATSD": "false",
             "LOG_LEVEL": "warn",
@@ -187,7 +206,7 @@ class LocalRateLimitService:
             if not self.service.running:
                 log.error("the rate-limit service exited; see %s", self.dir / "ratelimit.log")
                 return
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.2):
+            if _listens(self.grpc_port):
                 log.info("rate-limit service ready on 127.0.0.1:%d", self.grpc_port)
                 return
             await asyncio.sleep(0.1)
