@@ -149,7 +149,7 @@ def test_an_httproute_on_a_service_steers_traffic_and_gets_our_parent_status_bes
     assert all(c["lastTransitionTime"] for c in ours["conditions"])
     assert OTHER in obj["status"]["parents"]  # theirs, exactly as written
     # The route is what callers of front get: its own instance never answers.
-    assert eventually(lambda: mesh.get("caller", "front", "/a").served_by == "v1-1", timeout=20)
+    mesh.get_until("caller", "front", "/a", lambda r: r.served_by == "v1-1")
     two = mesh.get("caller", "front", "/b", headers={"x-version": "two"})
     assert (two.served_by, two.headers.get("x-r")) == ("v2-1", "2")
 
@@ -171,7 +171,7 @@ def test_an_httproute_on_a_service_steers_traffic_and_gets_our_parent_status_bes
     assert obj is not None and OTHER in obj["status"]["parents"]
     msg = {c["type"]: c["message"] for c in (_ours(obj) or {})["conditions"]}["ResolvedRefs"]
     assert "spec.rules[0].backendRefs[0]" in msg and "ghost" in msg
-    assert eventually(lambda: mesh.get("caller", "front", "/a").status == 500, timeout=20)
+    mesh.get_until("caller", "front", "/a", lambda r: r.status == 500)
 
 
 def test_an_xmesh_naming_our_controller_gets_accepted_and_the_sorted_supported_features(

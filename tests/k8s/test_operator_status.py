@@ -48,7 +48,7 @@ def test_each_example_policy_is_accepted_programmed_and_applied_by_every_affecte
     assert rows["backend"]["Age"]
 
     # The mesh does what the policies say: loadgen reaches backend, intruder is denied by the AccessPolicy.
-    assert eventually(lambda: mesh.get("loadgen", "backend", "/hello").status == 200, timeout=20)
+    mesh.get_until("loadgen", "backend", "/hello", lambda r: r.status == 200)
     assert mesh.get("intruder", "backend", "/hello").status == 403
 
 
@@ -107,14 +107,14 @@ def test_a_policy_whose_target_is_missing_resolves_once_the_service_is_created(k
     assert conditions(obj)["Accepted"] == "True"  # the policy itself is fine
     assert conditions(obj)["Programmed"] == "False"
     # The rest of the mesh keeps working.
-    assert eventually(lambda: mesh.get("caller", "backend", "/x").status == 200, timeout=20)
+    mesh.get_until("caller", "backend", "/x", lambda r: r.status == 200)
 
     mesh.pod("reviews-1", service_account="reviews")
     mesh.service("reviews", ["reviews-1"])
     generation = obj["metadata"]["generation"]
     obj = mesh.wait_status(TP, "reviews", fully_applied, timeout=30)
     assert obj["metadata"]["generation"] == generation  # the policy itself was not touched
-    assert eventually(lambda: mesh.get("caller", "reviews", "/x").served_by == "reviews-1", timeout=20)
+    mesh.get_until("caller", "reviews", "/x", lambda r: r.served_by == "reviews-1")
 
 
 def test_a_config_envoy_rejects_shows_in_the_policy_status_with_the_nack_text_and_the_proxy_name(
@@ -160,14 +160,7 @@ def test_a_config_envoy_rejects_shows_in_the_policy_status_with_the_nack_text_an
         assert proxies["affected"] == 2
         # The other proxies keep their config: backend-1 applied it, and the caller reaches backend-1.
         obj = mesh.wait_status("AccessPolicy", "backend", lambda o: o["status"]["proxies"]["applied"] == 1)
-
-        def served_by_backend_1() -> bool:
-            try:
-                return mesh.get("caller", "backend", "/x").served_by == "backend-1"
-            except OSError:  # the caller's listener, updated with the policy, may still be warming: refused
-                return False
-
-        assert eventually(served_by_backend_1, timeout=20)
+        mesh.get_until("caller", "backend", "/x", lambda r: r.served_by == "backend-1")
         assert op.admin("/debug/kubez")["kopf_alive"]
     finally:
         squatter.close()

@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -369,6 +370,30 @@ class KubeMesh:
     def get(self, caller: str, service: str, path: str = "/", **kwargs: Any) -> Response:
         port = self.pods[caller].upstream_ports[service]
         return http(f"http://127.0.0.1:{port}{path}", **kwargs)
+
+    def get_until(
+        self,
+        caller: str,
+        service: str,
+        path: str,
+        check: Callable[[Response], bool],
+        *,
+        timeout: float = 20.0,
+        **kwargs: Any,
+    ) -> Response:
+        """GET until ``check`` holds for the response (bounded). A refused connection counts as "not yet": a
+        caller's listener that a policy just updated may still be warming."""
+
+        def attempt() -> Response | None:
+            try:
+                response = self.get(caller, service, path, **kwargs)
+            except OSError:
+                return None
+            return response if check(response) else None
+
+        response = eventually(attempt, timeout=timeout)
+        assert response is not None
+        return response
 
     def wait_connected(self, operator: OperatorProcess, *, timeout: float = 60.0) -> None:
         """Until every sidecar is connected and runs the operator's desired config."""
