@@ -1,5 +1,5 @@
 """The one module that works around envoy-data-plane / betterproto2 internals: serialization, fast construction,
-proto-JSON. Pinned to betterproto2 0.9.1 (the import refuses any other version).
+proto-JSON. Pinned to betterproto2 0.9.1 (:mod:`xds_server.encode` refuses any other version on import).
 
 Why: ``bytes(msg)`` in betterproto2 0.9.1 re-validates every message with a freshly built pydantic
 ``SchemaValidator`` (``Message._validate``) on every call, recursively, then encodes through ``BytesIO`` and
@@ -7,26 +7,12 @@ several helper calls per field: ~0.6 ms per cluster (DESIGN.md §3). Constructin
 too (pydantic dataclass ``__init__``): 3/4 of the translation time. Our messages are built by typed code
 (mypy --strict, the constructor signature is kept by :func:`new`) from a validated IR; re-validating buys nothing.
 
-* :func:`encode` re-implements ``Message.__bytes__`` *for betterproto2 0.9.1 exactly*: same field order
-  (declaration order, not field-number order), same default-skipping rule (``None`` and values equal to the
-  field's default factory result; message fields only when ``None``), wrapped well-known types
-  (``unwrap().from_wrapped(value)``, memoized by value), packed repeated scalars, maps (keys and values always
-  written) and ``_unknown_fields``. It reads the library's own per-class metadata (``Message._betterproto``) once
-  per class and *compiles* an encoder for it (generated straight-line Python: one block per field with its tag,
-  default test and encoding fixed; no per-field dispatch at run time). Small messages are memoized by content:
-  when their message/list fields are empty, their bytes are a function of their scalar values (and of their
-  maps' entries), looked up by a tuple built in C (see ``_memo_lines``); retry policies, route matches, weighted
-  cluster entries, provenance metadata repeat across a snapshot's resources.
-  ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
-  translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
-  random messages of every one of those types (random field subsets and values, memo hits and near-twins).
-  Measured (``bench/translate.py --only serialize``, CPU time, same run): 1.7-1.85x faster than the previous
-  interpreted plan; 7.7-11.7x upb's ``SerializeToString`` on the same resources (was 13-22x).
+* :func:`encode` (:mod:`xds_server.encode`) re-implements ``Message.__bytes__`` without the validation.
 * :func:`new` builds a message without pydantic validation (same ``__dict__`` as a validated one).
 * :func:`proto_dict` is ``to_dict`` with the .proto field names (betterproto2's casings mangle ``consecutive_5xx``).
 
 Upgrading betterproto2: re-read ``Message.__bytes__``, ``to_dict`` and the pydantic dataclass ``__init__``,
-adjust, bump ``_PINNED``, re-run the test.
+adjust, bump ``xds_server.encode._PINNED``, re-run the tests.
 
 Caching: :func:`cached_resource` memoizes the serialized form per message *object* (bounded, keyed by identity,
 holding a reference so ids cannot be recycled); :func:`resource` does not cache (its callers memoize per IR).
@@ -35,11 +21,9 @@ holding a reference so ids cannot be recycled); :func:`resource` does not cache 
 from __future__ import annotations
 
 import dataclasses
-import operator
-import struct
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import betterproto2
 import pydantic.dataclasses
@@ -47,359 +31,10 @@ from envoy_data_plane.google.protobuf import Any as AnyMsg
 from envoy_data_plane.message_pool import default_message_pool
 
 from xds_server import _to_dict_speedups
+from xds_server.encode import clear_memos, encode
 from xds_server.snapshot import CachedResource
 
-_PINNED: Final = "0.9.1"
-if betterproto2.__version__ != _PINNED:  # pragma: no cover - guards an upgrade
-    raise ImportError(
-        f"xds_server.serialize mirrors betterproto2 {_PINNED} Message.__bytes__; found {betterproto2.__version__}. "
-        "Re-check the encoder against the new version and update _PINNED (see the module docstring)."
-    )
-
 __all__ = ["cached_resource", "clear_caches", "encode", "new", "pack", "proto_dict", "resource", "type_url_of"]
-
-# Field kinds of the compiled plan.
-_VARINT, _ZIGZAG, _FIXED, _STRING, _BYTES, _MESSAGE = range(6)
-_VARINT_TYPES = frozenset(
-    {
-        betterproto2.TYPE_ENUM,
-        betterproto2.TYPE_BOOL,
-        betterproto2.TYPE_INT32,
-        betterproto2.TYPE_INT64,
-        betterproto2.TYPE_UINT32,
-        betterproto2.TYPE_UINT64,
-    }
-)
-_FIXED_FMT = {
-    betterproto2.TYPE_DOUBLE: ("<d", 1),
-    betterproto2.TYPE_FLOAT: ("<f", 5),
-    betterproto2.TYPE_FIXED32: ("<I", 5),
-    betterproto2.TYPE_FIXED64: ("<Q", 1),
-    betterproto2.TYPE_SFIXED32: ("<i", 5),
-    betterproto2.TYPE_SFIXED64: ("<q", 1),
-}
-_PACKED = frozenset(betterproto2.PACKED_TYPES)
-_SMALL = [bytes([i]) for i in range(128)]
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 128:
-        return _SMALL[value]
-    if value < -(1 << 63):
-        raise ValueError("negative value not representable as a 64-bit varint")
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-# Varints of 0..16383 (lengths of most payloads, most enum and integer values): one list lookup each.
-_VARINTS: Final = [_varint(i) for i in range(16384)]
-
-
-def _kind(proto_type: str) -> int:
-    if proto_type in _VARINT_TYPES:
-        return _VARINT
-    if proto_type in (betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT64):
-        return _ZIGZAG
-    if proto_type in _FIXED_FMT:
-        return _FIXED
-    if proto_type == betterproto2.TYPE_STRING:
-        return _STRING
-    if proto_type == betterproto2.TYPE_BYTES:
-        return _BYTES
-    if proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_MAP):
-        return _MESSAGE
-    raise NotImplementedError(proto_type)  # pragma: no cover
-
-
-def _wire(kind: int, proto_type: str) -> int:
-    if kind in (_VARINT, _ZIGZAG):
-        return 0
-    if kind == _FIXED:
-        return _FIXED_FMT[proto_type][1]
-    return 2
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    default: Any
-    key: bytes  # tag for one element (packed lists use a length-delimited tag)
-    kind: int
-    proto_type: str
-    repeated: bool
-    packed: bool
-    unwrap: Callable[[], type] | None
-    map_kinds: tuple[tuple[int, str, bytes, Callable[[], type] | None], ...] | None
-
-
-def _tag(number: int, wire: int) -> bytes:
-    return _varint((number << 3) | wire)
-
-
-_PLANS: dict[type, tuple[_Field, ...]] = {}
-
-
-def _plan(cls: type) -> tuple[_Field, ...]:
-    meta = cls._betterproto  # type: ignore[attr-defined]
-    fields: list[_Field] = []
-    for name, m in meta.meta_by_field_name.items():
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            default = meta.default_gen[name]()
-        kind = _kind(m.proto_type)
-        packed = bool(m.repeated and m.proto_type in _PACKED)
-        wire = 2 if packed else _wire(kind, m.proto_type)
-        map_kinds = None
-        if m.map_meta:
-            map_kinds = tuple(
-                (
-                    _kind(sub.proto_type),
-                    sub.proto_type,
-                    _varint((num << 3) | _wire(_kind(sub.proto_type), sub.proto_type)),
-                    sub.unwrap,
-                )
-                for num, sub in ((1, m.map_meta[0]), (2, m.map_meta[1]))
-            )
-        fields.append(
-            _Field(
-                name,
-                default,
-                _varint((m.number << 3) | wire),
-                kind,
-                m.proto_type,
-                m.repeated,
-                packed,
-                m.unwrap,
-                map_kinds,
-            )
-        )
-    plan = tuple(fields)
-    _PLANS[cls] = plan
-    return plan
-
-
-def _scalar(kind: int, proto_type: str, unwrap: Callable[[], type] | None, value: Any) -> bytes:
-    """The payload of one value (without tag; length-delimited payloads without their length)."""
-    if kind == _VARINT:
-        return _varint(int(value))
-    if kind == _STRING:
-        return value.encode("utf-8")  # type: ignore[no-any-return]
-    if kind == _MESSAGE:
-        if unwrap is not None:
-            value = unwrap().from_wrapped(value)  # type: ignore[attr-defined]
-        return encode(value)
-    if kind == _BYTES:
-        return bytes(value)
-    if kind == _ZIGZAG:
-        return _varint(value << 1 if value >= 0 else (value << 1) ^ (~0))
-    return struct.pack(_FIXED_FMT[proto_type][0], value)
-
-
-_WRAPPED: dict[tuple[type, type, Any], bytes] = {}
-
-
-def _wrapped(unwrap: Callable[[], type], value: Any) -> bytes:
-    """Body of a well-known wrapper (Duration, UInt32Value, ...) for a plain value; memoized, they repeat a lot."""
-    cls = unwrap()
-    key = (cls, type(value), value)
-    body = _WRAPPED.get(key)
-    if body is None:
-        body = encode(cls.from_wrapped(value))  # type: ignore[attr-defined]
-        if len(_WRAPPED) > 65_536:
-            _WRAPPED.clear()
-        _WRAPPED[key] = body
-    return body
-
-
-# Per-class encoders, compiled from the class's plan on first use: straight-line Python, one block per field, with
-# the field's tag, default test and encoding decided once (no per-field dispatch or tuple unpacking at run time).
-_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
-
-
-def _length(var: str) -> str:
-    """Expression: the varint of ``len(var)`` (one table lookup for the common short payload)."""
-    return f"(S[n] if (n := len({var})) < 16384 else V(n))"
-
-
-_ENC_EXPR: Final = "(G(type({x})) or C(type({x})))({x})"
-
-
-def _is_message_map(f: _Field) -> bool:
-    return f.map_kinds is not None and f.map_kinds[1][0] == _MESSAGE and f.map_kinds[1][3] is None
-
-
-def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str) -> list[str]:
-    """Lines computing ``dst`` = the payload of one value ``src`` (length-delimited ones without their length)."""
-    if f_kind == _STRING:
-        return [f"{dst} = {src}.encode()"]
-    if f_kind == _MESSAGE and unwrap is None:
-        return [f"{dst} = {_ENC_EXPR.format(x=src)}"]
-    if f_kind == _MESSAGE:  # a wrapped well-known type: its body memoized per field by plain value
-        return [
-            f"{dst} = WM{unwrap}.get({src})",
-            f"if {dst} is None:",
-            f"    {dst} = W({unwrap}, {src})",
-            f"    if len(WM{unwrap}) < 4096:",
-            f"        WM{unwrap}[{src}] = {dst}",
-        ]
-    if f_kind == _BYTES:
-        return [f"{dst} = bytes({src})"]
-    if f_kind == _VARINT:
-        return [f"{dst} = S[{src}] if 0 <= {src} < 16384 else V(int({src}))"]
-    return [f"{dst} = P({f_kind}, {proto_type!r}, None, {src})"]
-
-
-def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str) -> list[str]:
-    """Lines appending one tagged value ``src`` to the output."""
-    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b")
-    if f_kind >= _STRING:
-        return [*lines, f"a({key} + {_length('b')} + b)"]
-    return [*lines, f"a({key} + b)"]
-
-
-def _presence_test(f: _Field, i: int, env: dict[str, Any]) -> str:
-    """The ``if`` deciding whether field ``f`` (value in ``v``) is written: the library skips ``None`` and values
-    equal to the field's default. For the zero defaults of proto3 scalars and for empty lists / maps that is
-    falsiness (-0.0 == 0.0 is skipped by both, NaN written by both); message fields are written unless ``None``."""
-    default = f.default
-    if default is None or (f.kind == _MESSAGE and not f.repeated and f.map_kinds is None):
-        if default is None:
-            return "if v is not None:"
-    elif isinstance(default, (list, dict, str, bytes, int, float)) and not default:
-        return "if v:"
-    env[f"D{i}"] = default
-    return f"if v is not None and v != D{i}:"
-
-
-def _wrapped_memo() -> dict[Any, bytes]:
-    memo: dict[Any, bytes] = {}
-    _MEMOS.append(memo)
-    return memo
-
-
-def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
-    key = f"K{i}"
-    env[key] = f.key
-    unwrap = None
-    if f.unwrap is not None:
-        unwrap = f"U{i}"
-        env[unwrap] = f.unwrap
-        env[f"WM{unwrap}"] = _wrapped_memo()
-    if f.map_kinds is not None:
-        (kk, kt, kkey, _), (vk, vt, vkey, vun) = f.map_kinds
-        env[f"KK{i}"], env[f"VK{i}"] = kkey, vkey
-        vunwrap = None
-        if vun is not None:
-            vunwrap = f"VU{i}"
-            env[vunwrap] = vun
-            env[f"WM{vunwrap}"] = _wrapped_memo()
-        if vk == _MESSAGE and vunwrap is None:
-            # The memo path hands in the (key, value bytes) pairs it computed for its lookup key.
-            pairs = f"[(k, {_ENC_EXPR.format(x='x')}) for k, x in v.items()]"
-            block = [f"for k, vb in (p{i} if p{i} is not None else {pairs}):"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
-        else:
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
-            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb")]
-        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
-        vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
-        block += [f"    e = {kpart} + {vpart}", f"    a({key} + {_length('e')} + e)"]
-    elif f.packed:
-        env[f"T{i}"] = f.proto_type
-        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"a({key} + {_length('b')} + b)"]
-    elif f.repeated:
-        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x")]
-    else:
-        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v")
-    return [f"v = d[{f.name!r}]", _presence_test(f, i, env)] + ["    " + ln for ln in block]
-
-
-# Content memo of small messages: a message whose message-, list- and map-valued fields are all empty is a function
-# of its scalar field values (strings, numbers, enums, and the plain values of wrapped fields such as a Duration's
-# timedelta), all hashable: its bytes are looked up by the tuple of those values (built in C by ``itemgetter``),
-# skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
-# provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
-_MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
-_MEMO_MAX: Final = 16_384
-_MEMOS: list[dict[Any, bytes]] = []
-
-
-def _is_scalar(f: _Field) -> bool:
-    return f.map_kinds is None and not f.repeated and (f.kind != _MESSAGE or f.unwrap is not None)
-
-
-def _map_key(f: _Field, i: int) -> tuple[str, str]:
-    """(setup line, key part) of a map field: its (key, value) pairs, message values as their (memoized) bytes."""
-    if _is_message_map(f):
-        return f"p{i} = tuple([(k, {_ENC_EXPR.format(x='x')}) for k, x in d[{f.name!r}].items()])", f"p{i}"
-    return "", f"tuple(d[{f.name!r}].items())"
-
-
-def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
-    if len(plan) > _MEMO_FIELDS:
-        return None
-    scalars = [f.name for f in plan if _is_scalar(f)]
-    maps = [_map_key(f, i) for i, f in enumerate(plan) if f.map_kinds is not None]
-    setup = ["    " + line for line, _ in maps if line]
-    params = "".join(f", p{i}" for i, f in enumerate(plan) if _is_message_map(f))
-    empty = [
-        f"d[{f.name!r}] is None" if f.kind == _MESSAGE and not f.repeated else f"not d[{f.name!r}]"
-        for f in plan
-        if not _is_scalar(f) and f.map_kinds is None
-    ]
-    memo: dict[Any, bytes] = {}
-    _MEMOS.append(memo)
-    env["M"], env["MEMO_MAX"] = memo, _MEMO_MAX
-    env["IG"] = operator.itemgetter(*scalars) if scalars else (lambda _d: ())
-    key = "IG(d)" if not maps else "(IG(d), " + ", ".join(part for _, part in maps) + ")"
-    return [
-        "d = msg.__dict__",
-        "if " + " and ".join([*empty, "not msg._unknown_fields"]) + ":",
-        *setup,
-        f"    k = {key}",
-        "    r = M.get(k)",
-        "    if r is None:",
-        f"        r = full(msg, d{params})",
-        "        if len(M) >= MEMO_MAX:",
-        "            M.clear()",
-        "        M[k] = r",
-        "    return r",
-        "return full(msg, d)",
-    ]
-
-
-def _compile(cls: type) -> Callable[[Any], bytes]:
-    """Generate, compile and register the encoder of ``cls`` (mirrors ``Message.__bytes__`` of 0.9.1)."""
-    env: dict[str, Any] = {"S": _VARINTS, "V": _varint, "G": _ENCODERS.get, "C": _compile, "W": _wrapped, "P": _scalar}
-    plan = _PLANS.get(cls) or _plan(cls)
-    full = ["out = []", "a = out.append"]
-    for i, f in enumerate(plan):
-        full += _field_lines(f, i, env)
-    full += ["a(msg._unknown_fields)", "return b''.join(out)"]
-    params = "".join(f", p{i}=None" for i, f in enumerate(plan) if _is_message_map(f))
-    source = f"def full(msg, d{params}):\n" + "".join(f"    {ln}\n" for ln in full)
-    memo = _memo_lines(cls, plan, env)
-    entry = memo if memo is not None else ["return full(msg, msg.__dict__)"]
-    source += "def encode(msg):\n" + "".join(f"    {ln}\n" for ln in entry)
-    exec(compile(source, f"<serialize {cls.__module__}.{cls.__qualname__}>", "exec"), env)
-    fn: Callable[[Any], bytes] = env["encode"]
-    fn.__doc__ = source
-    _ENCODERS[cls] = fn
-    return fn
-
-
-def encode(msg: betterproto2.Message) -> bytes:
-    """``bytes(msg)`` without per-call pydantic validation; byte-identical for betterproto2 0.9.1."""
-    cls = type(msg)
-    return (_ENCODERS.get(cls) or _compile(cls))(msg)
-
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -548,6 +183,4 @@ def cached_resources(items: Iterable[tuple[str, str, betterproto2.Message]]) -> 
 def clear_caches() -> None:
     """Forget serialized bytes (tests, benchmarks): resources, sub-message memos and wrapped values."""
     _RESOURCES.clear()
-    _WRAPPED.clear()
-    for memo in _MEMOS:
-        memo.clear()
+    clear_memos()

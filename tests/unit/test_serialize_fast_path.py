@@ -15,7 +15,7 @@ from envoy_data_plane.envoy.type.v3 import Percent
 from envoy_data_plane.google.protobuf import Any, ListValue, Struct, Value
 
 from tests.unit import ir_samples as s
-from xds_server import serialize
+from xds_server import encode, serialize
 from xds_server.translate import clear_caches, snapshot_of, translate_proxy
 
 
@@ -97,7 +97,7 @@ def test_unknown_fields_are_refused_when_building_fast() -> None:
 
 
 def test_the_serializer_is_pinned_to_the_betterproto2_version_it_mirrors() -> None:
-    assert betterproto2.__version__ == serialize._PINNED
+    assert betterproto2.__version__ == encode._PINNED
 
 
 def test_proto_json_uses_the_proto_field_names_envoy_expects() -> None:
