@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpclib.client
 
-from xds_server.ads import XdsCodec
+from xds_server.ads_transport import XdsCodec
 from xds_server.snapshot import CLUSTER, LISTENER
 from xds_server.testing.fake_client import FakeAdsClient
 

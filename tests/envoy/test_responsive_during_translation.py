@@ -19,7 +19,7 @@ from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.loader import load_paths
 from mesh_operator.testing.localmesh import LocalMeshBuilder
 from tests.envoy.test_sds_identity import _client_ssl
-from xds_server.ads import XdsCodec
+from xds_server.ads_transport import XdsCodec
 from xds_server.ca import store
 from xds_server.snapshot import CLUSTER, CachedResource, Snapshot
 from xds_server.testing.fake_client import FakeAdsClient

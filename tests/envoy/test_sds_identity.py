@@ -17,7 +17,7 @@ from cryptography import x509
 from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.loader import load_paths
 from mesh_operator.testing.localmesh import LocalMeshBuilder
-from xds_server.ads import XdsCodec
+from xds_server.ads_transport import XdsCodec
 from xds_server.ca import Issuer, RotationPhase, SpiffeId, store
 from xds_server.errors import RotationStepRefused
 from xds_server.snapshot import CLUSTER, LISTENER, SECRET

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from xds_server.ads import peer_identity, server_config
+from xds_server.ads_transport import peer_identity, server_config
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import Snapshot
 from xds_server.testing.resources import eds_cluster

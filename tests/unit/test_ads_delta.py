@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from grpclib.testing import ChannelFor
 
-from xds_server.ads import AdsServer, XdsCodec
+from xds_server.ads import AdsServer
+from xds_server.ads_transport import XdsCodec
 from xds_server.snapshot import CLUSTER, ENDPOINT, SECRET, Snapshot
 from xds_server.testing.fake_client import FakeAdsClient
 from xds_server.testing.resources import eds_cluster, generic_secret, load_assignment

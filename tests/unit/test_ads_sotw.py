@@ -7,7 +7,8 @@ import contextlib
 import pytest
 from grpclib.testing import ChannelFor
 
-from xds_server.ads import AdsServer, XdsCodec
+from xds_server.ads import AdsServer
+from xds_server.ads_transport import XdsCodec
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from xds_server.testing.fake_client import FakeAdsClient

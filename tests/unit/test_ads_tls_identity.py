@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from xds_server.ads import AdsServer, XdsCodec, make_server
+from xds_server.ads import AdsServer, make_server
+from xds_server.ads_transport import XdsCodec
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import SECRET, Snapshot
 from xds_server.sync import SyncTracker

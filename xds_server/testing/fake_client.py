@@ -24,7 +24,7 @@ import grpclib.client
 import grpclib.const
 
 from xds_server import wire
-from xds_server.ads import DELTA_PATH, SOTW_PATH, DeltaResponseHeader, SotwResponseHeader
+from xds_server.ads_transport import DELTA_PATH, SOTW_PATH, DeltaResponseHeader, SotwResponseHeader
 
 
 @dataclass

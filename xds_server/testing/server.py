@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xds_server.ads import AdsServer, make_server, server_config
+from xds_server.ads import AdsServer, make_server
+from xds_server.ads_transport import server_config
 from xds_server.cache import SnapshotCache
 from xds_server.snapshot import CachedResource, Snapshot
 from xds_server.sync import SyncTracker
