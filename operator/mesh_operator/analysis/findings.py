@@ -65,7 +65,9 @@ def analyze(state: MeshState, translated: MeshTranslation | None = None) -> list
             found.update(_retry_timeouts(lis.routes, lis.service))
     found.update(_retry_chains(state, t))
     found.update(_allows_nobody(t))
-    found.update(Finding("MW0006", f"Mesh/{state.mesh.metadata.name}", str(v)) for v in missing_services(state))
+    found.update(
+        Finding("MW0006", f"Mesh/{state.mesh.metadata.name}", f"{v.path}: {v.message}") for v in missing_services(state)
+    )
     return sorted(found)
 
 
