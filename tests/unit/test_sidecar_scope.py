@@ -89,34 +89,35 @@ def test_a_service_whose_allow_rules_name_other_identities_is_not_sent_to_the_re
         ("[{action: Allow, from: [{serviceAccount: {namespace: shop, name: web}}]}]", "Off"),
         ('[{action: Allow, from: [{requestPrincipals: ["https://idp.example/*"]}]}]', "Enforce"),
         ("[{action: Deny, from: [{namespace: shop}], to: [{methods: [DELETE]}]}]", "Enforce"),
+        ("[{action: Deny, from: [{serviceAccount: {namespace: shop, name: job}}]}]", "Enforce"),
         ('[{action: Deny, from: [{requestPrincipals: ["https://idp.example/*"]}]}]', "Enforce"),
         ("[{action: Allow}]", "Enforce"),
         ("[{action: Allow, from: [{namespace: shop}]}]", "Enforce"),
     ],
-    ids=["shadow-allow", "off-allow", "jwt-allow", "deny-some-requests", "deny-jwt", "allow-any", "allow-namespace"],
+    ids=[
+        "shadow-allow",
+        "off-allow",
+        "jwt-allow",
+        "deny-some-requests",
+        "deny-every-request",
+        "deny-jwt",
+        "allow-any",
+        "allow-namespace",
+    ],
 )
 def test_a_policy_that_lets_the_caller_reach_the_service_on_some_request_never_hides_it(rules: str, mode: str) -> None:
     got = _reached(_state(_access("pay", "billing", rules, mode)))
     assert got["shop/job-1"] == ALL
 
 
-def test_an_enforced_deny_of_every_request_hides_the_service_from_the_identities_it_names() -> None:
-    state = _state(
-        _access("pay", "billing", "[{action: Deny, from: [{serviceAccount: {namespace: shop, name: job}}]}]")
-    )
-    got = _reached(state)
-    assert got["shop/job-1"] == ALL - {"pay.billing"}
-    assert got["shop/web-1"] == ALL
-
-
-def test_a_deny_wins_over_an_allow_of_the_same_identity() -> None:
+def test_a_deny_never_hides_a_service_so_the_blocked_caller_still_gets_the_destinations_403() -> None:
     state = _state(
         _access("pay", "billing", "[{action: Allow, from: [{namespace: shop}]}]", name="allow"),
-        _access("pay", "billing", "[{action: Deny, from: [{serviceAccount: {namespace: shop, name: web}}]}]"),
+        _access("pay", "billing", "[{action: Deny, from: [{serviceAccount: {namespace: shop, name: job}}]}]"),
     )
     got = _reached(state)
-    assert "pay.billing" not in got["shop/web-1"]
     assert "pay.billing" in got["shop/job-1"]
+    assert got["shop/web-1"] == ALL
 
 
 def test_an_egress_declaration_narrows_its_namespace_and_a_service_account_entry_wins_over_it() -> None:

@@ -6,19 +6,20 @@ which makes each sidecar's memory and each push grow with the mesh. It gets only
 1. **What its egress declaration lists**, if ``Mesh.spec.sidecarEgress`` selects it (an entry for its namespace
    and service account wins over the namespace's entry); without one, every Service. A listed Service that does not
    exist is reported (:func:`missing_services`, ``meshctl check`` MW0006) and sent once it exists.
-2. **Of those, what its identity may reach**: a Service is left out only when its AccessPolicies in force refuse
-   this identity every request, whatever the request carries:
+2. **Of those, what its identity may reach**: a Service is left out when it is default-deny for this identity —
+   enforced ``Allow`` rules target it, none names this identity, and none admits callers by a JWT
+   (``requestPrincipals``/``claims``: a request of this workload may carry one). ``mode: Shadow`` rules never hide
+   a Service (not enforced); ``mode: Off`` policies are not in force.
 
-   * an enforced ``Deny`` rule naming this identity (or everyone) with no ``to`` (every request), or
-   * enforced ``Allow`` rules exist (so the Service is default-deny) and none of them names this identity, and
-     none admits callers by a JWT (``requestPrincipals``/``claims``: a request of this workload may carry one).
-
-   ``mode: Shadow`` rules never hide a Service (they are not enforced); ``mode: Off`` policies are not in force.
-   A ``Deny`` rule limited to some requests (``to``) or to JWT principals leaves the Service reachable.
+   ``Deny`` rules never hide a Service, even one naming this identity for every request: a Deny is an explicit
+   block whose hits the operator wants to see — the caller gets the destination's 403 naming the policy, and the
+   destination's access log records the attempt — and it names a handful of identities, so leaving the Service
+   out would save next to no memory.
 
 With no declaration and no AccessPolicy a sidecar gets everything, as before: scoping never breaks a call the
-mesh would let through; it removes only what the destination would refuse anyway (the caller then sees its
-connection refused by the destination's sidecar, or ``RegistryOnly``'s refusal, instead of a 403).
+mesh would let through. A caller left out by an Allow list sees its connection not routed by its own sidecar
+(passed through and refused by the destination's STRICT mTLS under ``AllowAny``, refused at once under
+``RegistryOnly``) instead of the destination's 403.
 
 Explicit-mode sidecars (local mode's declared ``upstreams``) are not scoped: they get exactly what they declare.
 """
@@ -40,18 +41,14 @@ __all__ = ["Gate", "Scoper", "egress_for", "gate_of", "missing_services", "selec
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """What a Service's enforced AccessPolicies say about callers, by identity alone."""
+    """What a Service's enforced Allow rules say about callers, by identity alone (Deny rules never hide it)."""
 
-    #: peers refused every request (an enforced Deny without ``to``)
-    denied: tuple[ir.Principal, ...] = ()
     #: None: no enforced Allow rule (open); else the peers some enforced Allow rule names
     allowed: tuple[ir.Principal, ...] | None = None
     #: some enforced Allow rule admits callers by their JWT (any workload may carry one)
     by_jwt: bool = False
 
     def admits(self, identity: str) -> bool:
-        if any(_peer_matches(p, identity) for p in self.denied):
-            return False
         if self.allowed is None or self.by_jwt:
             return True
         return any(_peer_matches(p, identity) for p in self.allowed)
@@ -72,24 +69,19 @@ def _peer_matches(p: ir.Principal, identity: str) -> bool:
 
 def gate_of(policies: Iterable[AccessPolicy], trust_domain: str) -> Gate:
     """The gate of one Service from its AccessPolicies in force (as resolved: ``Off`` ones are not among them)."""
-    denied: list[ir.Principal] = []
     allowed: list[ir.Principal] | None = None
     by_jwt = False
     for p in rbac_policies(list(policies), trust_domain):
-        if p.shadow:
+        if p.shadow or p.action != "allow":
             continue
         for rule in p.rules:
             principals = rule.principals or (ir.Principal(any=True),)
-            if p.action == "deny":
-                if not rule.requests:
-                    denied += [x for x in principals if x.request is None]
-                continue
             allowed = allowed if allowed is not None else []
             allowed += [x for x in principals if x.request is None]
             by_jwt = by_jwt or any(x.request is not None for x in principals)
-    if not denied and allowed is None:
+    if allowed is None or by_jwt:
         return _OPEN
-    return Gate(tuple(denied), tuple(allowed) if allowed is not None else None, by_jwt)
+    return Gate(tuple(allowed), by_jwt)
 
 
 def egress_for(mesh: Mesh, namespace: str, service_account: str) -> SidecarEgress | None:
