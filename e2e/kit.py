@@ -105,9 +105,9 @@ class Mesh:
     def logs(self) -> str:
         return self.cluster.kubectl("logs", "-n", NS, "-l", CP_SELECTOR, "--tail=200", check=False)
 
-    def admin(self, path: str) -> Any:
-        """GET on the control plane's admin endpoint (loopback in its pod), through `kubectl exec`."""
-        pod = self.control_plane_pods()[0]["metadata"]["name"]
+    def admin(self, path: str, pod: str | None = None) -> Any:
+        """GET on a control-plane pod's admin endpoint (loopback in its pod), through `kubectl exec`."""
+        pod = pod or self.control_plane_pods()[0]["metadata"]["name"]
         script = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:15014{path}',timeout=10).read().decode())"
         return json.loads(self.cluster.kubectl("exec", "-n", NS, pod, "--", "python3", "-c", script))
 
@@ -264,13 +264,16 @@ CLIENT = textwrap.dedent(
     out = []
     for i in range(spec["n"]):
         req = urllib.request.Request(spec["url"], headers=spec.get("headers") or {})
+        sent = time.time()
         try:
             with urllib.request.urlopen(req, timeout=spec.get("timeout", 5)) as r:
-                out.append([r.status, r.headers.get("x-served-by", ""), r.read().decode(errors="replace")[:3000]])
+                body, h = r.read().decode(errors="replace")[:3000], r.headers
+                out.append([r.status, h.get("x-served-by", ""), body, h.get("x-served-by-pod", ""), sent])
         except urllib.error.HTTPError as e:
-            out.append([e.code, e.headers.get("x-served-by", ""), e.read().decode(errors="replace")[:3000]])
+            body = e.read().decode(errors="replace")[:3000]
+            out.append([e.code, e.headers.get("x-served-by", ""), body, e.headers.get("x-served-by-pod", ""), sent])
         except Exception as e:
-            out.append([0, "", repr(e)])
+            out.append([0, "", repr(e), "", sent])
         if spec.get("interval"):
             time.sleep(spec["interval"])
     if spec.get("out"):  # a detached run: the whole result appears at once
@@ -295,8 +298,11 @@ DETACH = (
 @dataclass(frozen=True)
 class Reply:
     status: int
-    served_by: str
+    served_by: str  # the answering app's --name (its Deployment), header x-served-by
     body: str
+    pod: str = ""  # the answering pod's hostname (its name), header x-served-by-pod
+    #: when the client sent the request (seconds since the epoch, the pod's clock)
+    sent: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -353,6 +359,11 @@ class Load:
     def _read(self, suffix: str) -> str:
         return self._exec(self.pod, READ, f"{self.path}{suffix}", check=False)
 
+    def done(self) -> bool:
+        """Whether the client has finished (its result file exists)."""
+        program = "import os, sys; print(os.path.exists(sys.argv[1]))"
+        return self._exec(self.pod, program, f"{self.path}.json").strip() == "True"
+
     def result(self) -> list[Reply]:
         try:
             out = wait(f"the load client in {self.ns}/{self.pod} done", lambda: self._read(".json"), self.budget, 2)
@@ -406,6 +417,28 @@ def wait_synced(mesh: Mesh, ns: str, count: int, timeout: float = 90) -> dict[st
         return None
 
     return wait(f"{count} proxies of {ns} SYNCED", synced, timeout, interval=2)
+
+
+def wait_synced_on(mesh: Mesh, ns: str, count: int, replicas: set[str], timeout: float = 120) -> dict[str, str]:
+    """Until ``count`` proxies of ``ns`` are connected to the control-plane pods ``replicas`` (and to no other) and
+    have ACKed their latest snapshot. Each replica's /debug/syncz lists the proxies connected to it. Returns proxy ->
+    the replica it is connected to."""
+
+    def synced() -> dict[str, str] | None:
+        where: dict[str, str] = {}
+        for pod in sorted(_names(mesh.control_plane_pods())):
+            for key, proxy in _proxies(mesh.admin("/debug/syncz", pod)).items():
+                if key.startswith(f"{ns}/") and _is_synced(proxy):
+                    where[key] = pod
+        if len(where) == count and set(where.values()) <= replicas:
+            return where
+        return None
+
+    return wait(f"{count} proxies of {ns} SYNCED on {sorted(replicas)}", synced, timeout, interval=2)
+
+
+def _names(items: list[dict[str, Any]]) -> set[str]:
+    return {str(p["metadata"]["name"]) for p in items}
 
 
 def _proxies(sync: Any) -> dict[str, Any]:
