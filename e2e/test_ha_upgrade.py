@@ -35,14 +35,17 @@ from e2e.kit import (
     write_values,
 )
 
-N, INTERVAL = 700, 0.1
+#: at most N requests (the test stops the load once every sidecar is SYNCED on the new pods)
+N, INTERVAL = 1500, 0.1
 
 
-def _upgrade(mesh: Mesh, tmp: Path, **control_plane: object) -> None:
+def _upgrade(mesh: Mesh, tmp: Path, *, wait: bool = True, **control_plane: object) -> None:
     path = write_values(tmp, values(mesh.images, **control_plane))
-    done = helm(mesh.cluster, "upgrade", RELEASE, str(CHART), "-n", NS, "-f", str(path), "--wait", "--timeout", "240s")
+    until = ("--wait", "--timeout", "240s") if wait else ()
+    done = helm(mesh.cluster, "upgrade", RELEASE, str(CHART), "-n", NS, "-f", str(path), *until)
     assert done.returncode == 0, done.stdout + done.stderr + mesh.logs()
-    rollout(mesh.cluster, NS, DEPLOYMENT, timeout=240)
+    if wait:
+        rollout(mesh.cluster, NS, DEPLOYMENT, timeout=240)
 
 
 def _ready(mesh: Mesh) -> set[str]:
@@ -61,32 +64,27 @@ def _only(mesh: Mesh, count: int) -> set[str] | None:
 
 
 @pytest.fixture(scope="module")
-def ha(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
+def ha(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, set[str]]]:
+    """The release at two replicas and the example app in a namespace of its own, every sidecar SYNCED."""
     tmp = tmp_path_factory.mktemp("ha")
-    _upgrade(mesh, tmp, replicas=2)
+    _upgrade(mesh, tmp, wait=False, replicas=2)  # the second replica starts while the app is deployed
+    ns = Namespace(mesh.cluster, "ha")
     try:
-        yield wait("two control-plane pods Ready", lambda: _only(mesh, 2), 120)
+        deploy_example_app(mesh, ns.name)
+        replicas = wait("two control-plane pods Ready", lambda: _only(mesh, 2), 120)
+        wait_synced_on(mesh, ns.name, 4, replicas)
+        yield ns.name, replicas
     finally:
+        ns.delete()
         _upgrade(mesh, tmp)  # the session's values again: one replica
         wait("one control-plane pod again", lambda: _only(mesh, 1), 120)
 
 
-@pytest.fixture(scope="module")
-def shop(mesh: Mesh, ha: set[str]) -> Iterator[str]:
-    ns = Namespace(mesh.cluster, "ha")
-    deploy_example_app(mesh, ns.name)
-    wait_synced_on(mesh, ns.name, 4, ha)
-    try:
-        yield ns.name
-    finally:
-        ns.delete()
-
-
 def test_helm_upgrade_of_two_control_plane_replicas_under_load_fails_no_request_and_every_sidecar_resyncs(
-    mesh: Mesh, ha: set[str], shop: str, tmp_path: Path
+    mesh: Mesh, ha: tuple[str, set[str]], tmp_path: Path
 ) -> None:
     c = mesh.cluster
-    old = ha
+    shop, old = ha
     pdb = get_json(c, "pdb", DEPLOYMENT, "-n", NS)
     assert pdb["spec"]["minAvailable"] == 1
     load = Load(c, shop, "deploy/frontend", "http://127.0.0.1:8080/call/anything", n=N, interval=INTERVAL)
@@ -96,10 +94,10 @@ def test_helm_upgrade_of_two_control_plane_replicas_under_load_fails_no_request_
     assert not new & old, (new, old)
     config = get_json(c, "configmap", DEPLOYMENT, "-n", NS)["data"]["config.yaml"]
     assert "logLevel: debug" in config
-    assert not load.done(), "the load ended before the rollout did: it would not show the upgrade fails nothing"
-
     where = wait_synced_on(mesh, shop, 4, new)  # each sidecar reconnected to one of the new pods and ACKed
     assert set(where.values()) <= new
+    load.stop()
     replies = load.result()
-    assert len(replies) == N
+    # still running when stopped: the load covered the whole rollout and the sidecars' reconnection
+    assert 0 < len(replies) < N, f"{len(replies)} of at most {N} requests: the load ended before the rollout did"
     assert failures(replies) == [], failures(replies)[:5]
