@@ -126,11 +126,11 @@ def install_mesh(cluster: Cluster, images: dict[str, str], tmp: Path | None = No
     mesh = Mesh(cluster, images)
     if done.returncode != 0:
         raise AssertionError(f"helm install failed: {done.stdout}{done.stderr}\n{mesh.logs()}")
-    wait("the webhooks' caBundle is set by the control plane", lambda: _ca_bundles_set(cluster), 60)
+    wait("the webhooks' caBundle is set by the control plane", lambda: ca_bundles_set(cluster), 60)
     return mesh
 
 
-def _ca_bundles_set(cluster: Cluster) -> bool:
+def ca_bundles_set(cluster: Cluster) -> bool:
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         body = get_json(cluster, kind, DEPLOYMENT)
         if not all(h["clientConfig"].get("caBundle") for h in body["webhooks"]):
@@ -430,17 +430,29 @@ def wait_synced_on(mesh: Mesh, ns: str, count: int, replicas: set[str], timeout:
     have ACKed their latest snapshot. Each replica's /debug/syncz lists the proxies connected to it. Returns proxy ->
     the replica it is connected to."""
 
+    seen: dict[str, Any] = {}
+
     def synced() -> dict[str, str] | None:
         where: dict[str, str] = {}
+        seen.clear()
         for pod in sorted(_names(mesh.control_plane_pods())):
-            for key, proxy in _proxies(mesh.admin("/debug/syncz", pod)).items():
+            table = _proxies(mesh.admin("/debug/syncz", pod))
+            seen[pod] = {
+                k: {"in_sync": v.get("in_sync"), "desired": v.get("desired_version"), "acked": v.get("acked_version")}
+                for k, v in table.items()
+                if k.startswith(f"{ns}/")
+            }
+            for key, proxy in table.items():
                 if key.startswith(f"{ns}/") and _is_synced(proxy):
                     where[key] = pod
         if len(where) == count and set(where.values()) <= replicas:
             return where
         return None
 
-    return wait(f"{count} proxies of {ns} SYNCED on {sorted(replicas)}", synced, timeout, interval=2)
+    try:
+        return wait(f"{count} proxies of {ns} SYNCED on {sorted(replicas)}", synced, timeout, interval=2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; each replica's view: {json.dumps(seen)[-3000:]}") from None
 
 
 def _names(items: list[dict[str, Any]]) -> set[str]:

@@ -24,6 +24,7 @@ from e2e.kit import (
     Load,
     Mesh,
     Namespace,
+    ca_bundles_set,
     deploy_example_app,
     failures,
     get_json,
@@ -68,6 +69,9 @@ def ha(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     """The release at two replicas and the example app in a namespace of its own, every sidecar SYNCED."""
     tmp = tmp_path_factory.mktemp("ha")
     _upgrade(mesh, tmp, wait=False, replicas=2)  # the second replica starts while the app is deployed
+    # the upgrade keeps the webhooks' caBundle (an empty one in the chart overwrote it: the app's pods, created
+    # next, were admitted without their sidecars)
+    assert ca_bundles_set(mesh.cluster)
     ns = Namespace(mesh.cluster, "ha")
     try:
         deploy_example_app(mesh, ns.name)
