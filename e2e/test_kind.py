@@ -19,12 +19,16 @@ SCRIPT = ROOT / "scripts" / "kind" / "e2e.sh"
 
 
 def _docker_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "docker is not installed"
+    problems = []
     if shutil.which("kind") is None:
-        return "kind is not installed"
-    done = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-    return None if done.returncode == 0 else f"docker info failed: {done.stderr.strip()[:200]}"
+        problems.append("kind is not installed")
+    if shutil.which("docker") is None:
+        problems.append("docker is not installed")
+    else:
+        done = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            problems.append(f"docker info failed: {' '.join(done.stderr.split())[:200]}")
+    return "; ".join(problems) or None
 
 
 @pytest.mark.kind
