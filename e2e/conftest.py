@@ -25,8 +25,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.cluster)
     # The Helm story installs and uninstalls its own release: it runs first of e2e/, before the session's release.
+    # The HA upgrade story upgrades the session's release to two replicas and back: it runs last.
     slots = [i for i, item in enumerate(items) if HERE in item.path.resolve().parents]
-    ordered = sorted((items[i] for i in slots), key=lambda item: item.path.name != "test_helm.py")
+    order = {"test_helm.py": 0, "test_ha_upgrade.py": 2}
+    ordered = sorted((items[i] for i in slots), key=lambda item: order.get(item.path.name, 1))
     for i, item in zip(slots, ordered, strict=True):
         items[i] = item
 

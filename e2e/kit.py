@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import textwrap
 import time
@@ -22,6 +23,7 @@ import yaml
 from mesh_operator.testing import cache_dir
 from mesh_operator.testing.apiserver import k8s_version
 from mesh_operator.testing.cluster import Cluster, ClusterError
+from mesh_operator.testing.existing_cluster import ExistingCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "meshwork"
@@ -36,6 +38,8 @@ T = TypeVar("T")
 
 def helm(cluster: Cluster, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     binary = cache_dir() / k8s_version() / "helm"
+    if not os.access(binary, os.X_OK) and isinstance(cluster, ExistingCluster):
+        binary = Path(shutil.which("helm") or binary)  # a user's cluster: their helm will do
     if not os.access(binary, os.X_OK):
         pytest.fail(f"helm missing at {binary}: run `make k8s-binaries`", pytrace=False)
     return subprocess.run(
@@ -105,9 +109,9 @@ class Mesh:
     def logs(self) -> str:
         return self.cluster.kubectl("logs", "-n", NS, "-l", CP_SELECTOR, "--tail=200", check=False)
 
-    def admin(self, path: str) -> Any:
-        """GET on the control plane's admin endpoint (loopback in its pod), through `kubectl exec`."""
-        pod = self.control_plane_pods()[0]["metadata"]["name"]
+    def admin(self, path: str, pod: str | None = None) -> Any:
+        """GET on a control-plane pod's admin endpoint (loopback in its pod), through `kubectl exec`."""
+        pod = pod or self.control_plane_pods()[0]["metadata"]["name"]
         script = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:15014{path}',timeout=10).read().decode())"
         return json.loads(self.cluster.kubectl("exec", "-n", NS, pod, "--", "python3", "-c", script))
 
@@ -122,11 +126,11 @@ def install_mesh(cluster: Cluster, images: dict[str, str], tmp: Path | None = No
     mesh = Mesh(cluster, images)
     if done.returncode != 0:
         raise AssertionError(f"helm install failed: {done.stdout}{done.stderr}\n{mesh.logs()}")
-    wait("the webhooks' caBundle is set by the control plane", lambda: _ca_bundles_set(cluster), 60)
+    wait("the webhooks' caBundle is set by the control plane", lambda: ca_bundles_set(cluster), 60)
     return mesh
 
 
-def _ca_bundles_set(cluster: Cluster) -> bool:
+def ca_bundles_set(cluster: Cluster) -> bool:
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         body = get_json(cluster, kind, DEPLOYMENT)
         if not all(h["clientConfig"].get("caBundle") for h in body["webhooks"]):
@@ -263,14 +267,19 @@ CLIENT = textwrap.dedent(
     spec = json.loads(sys.argv[1])
     out = []
     for i in range(spec["n"]):
+        if spec.get("stop") and os.path.exists(spec["stop"]):  # stopped early by the test (Load.stop)
+            break
         req = urllib.request.Request(spec["url"], headers=spec.get("headers") or {})
+        sent = time.time()
         try:
             with urllib.request.urlopen(req, timeout=spec.get("timeout", 5)) as r:
-                out.append([r.status, r.headers.get("x-served-by", ""), r.read().decode(errors="replace")[:3000]])
+                body, h = r.read().decode(errors="replace")[:3000], r.headers
+                out.append([r.status, h.get("x-served-by", ""), body, h.get("x-served-by-pod", ""), sent])
         except urllib.error.HTTPError as e:
-            out.append([e.code, e.headers.get("x-served-by", ""), e.read().decode(errors="replace")[:3000]])
+            body = e.read().decode(errors="replace")[:3000]
+            out.append([e.code, e.headers.get("x-served-by", ""), body, e.headers.get("x-served-by-pod", ""), sent])
         except Exception as e:
-            out.append([0, "", repr(e)])
+            out.append([0, "", repr(e), "", sent])
         if spec.get("interval"):
             time.sleep(spec["interval"])
     if spec.get("out"):  # a detached run: the whole result appears at once
@@ -295,8 +304,11 @@ DETACH = (
 @dataclass(frozen=True)
 class Reply:
     status: int
-    served_by: str
+    served_by: str  # the answering app's --name (its Deployment), header x-served-by
     body: str
+    pod: str = ""  # the answering pod's hostname (its name), header x-served-by-pod
+    #: when the client sent the request (seconds since the epoch, the pod's clock)
+    sent: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -343,7 +355,8 @@ class Load:
         self.budget = 90 + n * (interval + 0.5)
         self.pod = self._exec(target, "import socket; print(socket.gethostname())").strip()
         self.path = f"/tmp/load-{uuid.uuid4().hex[:8]}"
-        spec = {"url": url, "n": n, "interval": interval, "timeout": 5, "out": f"{self.path}.json"}
+        spec = {"url": url, "n": n, "interval": interval, "timeout": 5, "out": f"{self.path}.json",
+                "stop": f"{self.path}.stop"}  # fmt: skip
         self._exec(self.pod, DETACH, CLIENT, json.dumps(spec), f"{self.path}.err")
 
     def _exec(self, target: str, program: str, *args: str, check: bool = True) -> str:
@@ -352,6 +365,10 @@ class Load:
 
     def _read(self, suffix: str) -> str:
         return self._exec(self.pod, READ, f"{self.path}{suffix}", check=False)
+
+    def stop(self) -> None:
+        """End the load after the request in flight (at most ``n`` are sent either way)."""
+        self._exec(self.pod, "import pathlib, sys; pathlib.Path(sys.argv[1]).touch()", f"{self.path}.stop")
 
     def result(self) -> list[Reply]:
         try:
@@ -406,6 +423,40 @@ def wait_synced(mesh: Mesh, ns: str, count: int, timeout: float = 90) -> dict[st
         return None
 
     return wait(f"{count} proxies of {ns} SYNCED", synced, timeout, interval=2)
+
+
+def wait_synced_on(mesh: Mesh, ns: str, count: int, replicas: set[str], timeout: float = 120) -> dict[str, str]:
+    """Until ``count`` proxies of ``ns`` are connected to the control-plane pods ``replicas`` (and to no other) and
+    have ACKed their latest snapshot. Each replica's /debug/syncz lists the proxies connected to it. Returns proxy ->
+    the replica it is connected to."""
+
+    seen: dict[str, Any] = {}
+
+    def synced() -> dict[str, str] | None:
+        where: dict[str, str] = {}
+        seen.clear()
+        for pod in sorted(_names(mesh.control_plane_pods())):
+            table = _proxies(mesh.admin("/debug/syncz", pod))
+            seen[pod] = {
+                k: {"in_sync": v.get("in_sync"), "desired": v.get("desired_version"), "acked": v.get("acked_version")}
+                for k, v in table.items()
+                if k.startswith(f"{ns}/")
+            }
+            for key, proxy in table.items():
+                if key.startswith(f"{ns}/") and _is_synced(proxy):
+                    where[key] = pod
+        if len(where) == count and set(where.values()) <= replicas:
+            return where
+        return None
+
+    try:
+        return wait(f"{count} proxies of {ns} SYNCED on {sorted(replicas)}", synced, timeout, interval=2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; each replica's view: {json.dumps(seen)[-3000:]}") from None
+
+
+def _names(items: list[dict[str, Any]]) -> set[str]:
+    return {str(p["metadata"]["name"]) for p in items}
 
 
 def _proxies(sync: Any) -> dict[str, Any]:

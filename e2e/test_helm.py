@@ -2,7 +2,7 @@
 
 `helm install` with the real control-plane image: the pod becomes Ready (its readiness is the control plane's own
 `/readyz`: watches listed, first translation published) and the control plane sets the webhooks' caBundle, which the
-chart renders empty. `helm upgrade` with a changed value rolls the pod (the settings' checksum is a pod annotation).
+chart does not render. `helm upgrade` with a changed value rolls the pod (the settings' checksum is a pod annotation).
 `helm uninstall` removes what the release installed; what stays, by design: the CRDs (and so every policy), the
 Mesh `default` (a hook resource: Helm never deletes hooks), and what the control plane created at run time (the CA
 Secret, so a reinstall keeps the mesh's root; the root CA ConfigMaps in injected namespaces).

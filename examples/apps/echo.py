@@ -1,6 +1,8 @@
 """A tiny HTTP service for the demo and the tests: it says who it is and what it received.
 
-GET /anything            -> 200 JSON {service, path, method, headers, client_cert}
+GET /anything            -> 200 JSON {service, pod, path, method, headers, client_cert}
+Every answer carries ``x-served-by: <--name>`` and ``x-served-by-pod: <hostname>`` (in Kubernetes the pod's name, so
+a caller can tell the replicas of one Deployment apart).
 header x-echo-set-header: name=value -> the answer carries that response header (tests of what the mesh keeps)
 GET /healthz             -> 200, or 503 after POST /admin-toggle-health (used to show active health checks)
 --fail-every N           -> every Nth request answers 503 (a flaky instance)
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -23,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class State:
     def __init__(self, args: argparse.Namespace) -> None:
         self.name = args.name
+        self.pod = socket.gethostname()
         self.fail_every = args.fail_every
         self.delay_ms = args.delay_ms
         self.upstream = args.upstream
@@ -44,6 +48,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.send_header("x-served-by", state.name)
+            self.send_header("x-served-by-pod", state.pod)
             name, sep, value = (self.headers.get("x-echo-set-header") or "").partition("=")
             if sep and name.strip():
                 self.send_header(name.strip(), value.strip())
@@ -77,6 +82,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 200,
                 {
                     "service": state.name,
+                    "pod": state.pod,
                     "path": self.path,
                     "method": self.command,
                     "headers": {k.lower(): v for k, v in self.headers.items()},

@@ -1,7 +1,7 @@
 """The injection webhook, served by the operator as the chart runs it (``--config``, the chart's settings file),
 registered with a real kube-apiserver (no pods run here: what the API server stores is what kubelet would run).
 
-The webhook configuration is created with an empty caBundle, as the chart renders it: the operator fills it in.
+The webhook configuration is created with an empty caBundle (the chart renders none): the operator fills it in.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_a_pod_created_in_a_labelled_namespace_is_stored_with_exactly_one_sideca
 ) -> None:
     op, ns, test_id = injecting
     core = client.CoreV1Api(k8s_api_client)
-    # The chart renders the caBundle empty; the operator sets it to the mesh's roots.
+    # Empty here (the chart renders none); the operator sets it to the mesh's roots.
     _wait_ca_bundle(k8s_api_client, f"meshwork-inject-{test_id}")
     stored = core.create_namespaced_pod(ns, _pod("web", test_id))
     inits, containers = _names(stored)

@@ -7,7 +7,7 @@ the watches, xDS and status (:mod:`.operator`):
   control plane's SPIFFE certificate, at the URL the injector gives the agent (``InjectionSettings.identity_url``);
 * the **root CA ConfigMap** ``meshwork-root-ca`` published into every namespace labelled for injection (the agent
   trusts it for its first request);
-* the **caBundle** of the chart's two webhook configurations (rendered empty) kept equal to the mesh's roots;
+* the **caBundle** of the chart's two webhook configurations (the chart renders none) kept equal to the mesh's roots;
 * **pods that should have a sidecar and have none** (the webhook was down and failurePolicy is Ignore) reported:
   a Warning Event ``SidecarMissing`` on the pod, a log line, ``/debug/injectionz`` on the admin endpoint and the
   ``meshwork_pods_missing_sidecar`` figure there;

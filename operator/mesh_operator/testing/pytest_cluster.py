@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mesh_operator.testing.cluster import Cluster, ClusterUnavailable, find_cluster_binaries
+from mesh_operator.testing.cluster import Cluster, ClusterError, ClusterUnavailable, find_cluster_binaries
+from mesh_operator.testing.existing_cluster import KUBECONFIG_ENV, ExistingCluster, existing_kubeconfig
 
 
 def _unavailable(problem: str) -> None:
@@ -24,7 +25,18 @@ def _unavailable(problem: str) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """The session's cluster: up once (egress guard checked first), torn down and the host cleaned at the end."""
+    """The session's cluster: up once (egress guard checked first), torn down and the host cleaned at the end.
+
+    With ``MESHWORK_E2E_KUBECONFIG`` set, an existing cluster (kind, ...) instead, used as it is and left running
+    (mesh_operator.testing.existing_cluster)."""
+    kubeconfig = existing_kubeconfig()
+    if kubeconfig is not None:
+        try:
+            existing = ExistingCluster(kubeconfig).up()
+        except ClusterError as err:  # the user asked for this cluster: never a skip
+            pytest.fail(f"{KUBECONFIG_ENV}={kubeconfig}: {err}", pytrace=False)
+        yield existing
+        return
     try:
         instance = Cluster(find_cluster_binaries())
     except ClusterUnavailable as err:
