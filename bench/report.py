@@ -81,10 +81,17 @@ def _apply_rows(name: str, doc: dict[str, Any]) -> list[str]:
     f = doc["figures"]
     done = f.get("all_accepted_and_programmed_s")
     text = f"{done:.1f} s" if done is not None else f"not finished ({f['done']} done)"
+    base = f.get("baseline")
+    before = ""
+    if base is not None:
+        b = base.get("all_accepted_and_programmed_s")
+        b_text = f"{b:.1f} s" if b is not None else "not finished"
+        before = f"; same run, operator of `{base['ref']}` ({base['commit']}): {b_text}"
+        before += f" (creates {base['creates_s']:.1f} s)"
     return [
         f"| Apply, {f['policies']} TrafficPolicies on the test apiserver | all Accepted+Programmed in {text} "
         f"(creates {f['creates_s']:.1f} s); {f['status_writes']} status writes; operator RSS peak "
-        f"{f['operator_rss_mib']['peak']:.0f} MiB | ≤ 10 s for 1,000 | {_src(doc, name)} |"
+        f"{f['operator_rss_mib']['peak']:.0f} MiB{before} | ≤ 10 s for 1,000 | {_src(doc, name)} |"
     ]
 
 
