@@ -122,12 +122,14 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
             plane.kubeconfig_path, work / "ca", work / "operator.log", trust_domain="cluster.local",
             extra_args=["--max-debounce", str(args.max_debounce)],
         )  # fmt: skip
-        saved = os.environ.get("PYTHONPATH")
-        if code is not None:  # the child imports the checkout's packages first
+        saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+        if code is not None:  # the child imports the checkout's packages first (``-m`` puts its cwd first)
             os.environ["PYTHONPATH"] = os.pathsep.join([str(code / "operator"), str(code)])
+            os.chdir(code)
         try:
             op.start(timeout=180)
         finally:
+            os.chdir(cwd)
             if saved is None:
                 os.environ.pop("PYTHONPATH", None)
             else:
@@ -204,6 +206,7 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
                 "rounds_ms": rounds,
                 "seconds": round(preflight.get("seconds", 0) - preflight_before.get("seconds", 0), 2),
                 "envoy_runs": preflight.get("envoy_runs", 0) - preflight_before.get("envoy_runs", 0),
+                "binary_runs": preflight.get("binary_runs", 0) - preflight_before.get("binary_runs", 0),
                 "envoy_seconds": round(preflight.get("envoy_seconds", 0) - preflight_before.get("envoy_seconds", 0), 2)
                 if "envoy_seconds" in preflight
                 else None,

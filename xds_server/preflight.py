@@ -82,6 +82,8 @@ class Preflight:
     workers: int = 2
     timeout: float = 60.0
     envoy: Path | None = None
+    #: False: every check through proto-JSON documents (the path before binary bootstraps; for comparisons)
+    binary: bool = True
     stats: PreflightStats = field(default_factory=PreflightStats)
 
     def __post_init__(self) -> None:
@@ -163,7 +165,7 @@ class Preflight:
 
     def _binary_for(self, proxies: int) -> bool:
         """Whether ``proxies`` proxies to check each get their own Envoy run on a binary bootstrap."""
-        return proxies <= max(1, self.workers)
+        return self.binary and proxies <= max(1, self.workers)
 
     def _check_batch(
         self, batch: list[str], docs: Mapping[str, tuple[ir.ProxyConfig, Snapshot, set[str]]]
@@ -172,7 +174,7 @@ class Preflight:
         pending = [batch]
         while pending:
             group = pending.pop()
-            if len(group) == 1:
+            if len(group) == 1 and self.binary:
                 ok, output = self._run(self._wire(*docs[group[0]]))
             else:
                 ok, output = self._run(merge_bootstraps([self._bootstrap(docs[n][0], docs[n][2]) for n in group]))
