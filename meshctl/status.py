@@ -106,7 +106,10 @@ def status(args: argparse.Namespace) -> int:
     refused = {name: p for name, p in policies.items() if p["accepted"]["status"] != "True"}
     rejected = {name: p for name, p in policies.items() if p["rejected"]}
     if args.output != "table":
-        dump({"proxies": rows, "policies": policies, "problems": problems}, args.output)
+        dump(
+            {"proxies": rows, "policies": policies, "problems": problems, "warnings": policyz.get("warnings", [])},
+            args.output,
+        )
     else:
         table(
             ["PROXY", "STATE", "STREAM", "CONNECTED", "ACKED", "DESIRED"],
@@ -139,6 +142,8 @@ def status(args: argparse.Namespace) -> int:
                 print(f"\n{name} rejected by {proxy}: {reason}")
         for problem in problems:
             print(f"\ncontrol plane problem: {problem}")
+        for warning in policyz.get("warnings", []):
+            print(f"\nwarning: {warning}")
         if rejected or any(r.get("rejected") for r in rows):
             print("\n(-o json shows Envoy's full error texts)")
     return 1 if unhealthy or problems or refused or rejected else 0

@@ -1,6 +1,7 @@
 """A tiny HTTP service for the demo and the tests: it says who it is and what it received.
 
 GET /anything            -> 200 JSON {service, path, method, headers, client_cert}
+header x-echo-set-header: name=value -> the answer carries that response header (tests of what the mesh keeps)
 GET /healthz             -> 200, or 503 after POST /admin-toggle-health (used to show active health checks)
 --fail-every N           -> every Nth request answers 503 (a flaky instance)
 --delay-ms N             -> answer after N ms
@@ -43,6 +44,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.send_header("x-served-by", state.name)
+            name, sep, value = (self.headers.get("x-echo-set-header") or "").partition("=")
+            if sep and name.strip():
+                self.send_header(name.strip(), value.strip())
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

@@ -19,6 +19,7 @@ from mesh_operator.render import resources
 from mesh_operator.translate import translate_mesh
 from mesh_operator.translate.gateway_status import route_status
 from mesh_operator.translate.ratelimit_global import service_config
+from mesh_operator.translate.scope import missing_services
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if (p / "input.yaml").is_file())
@@ -42,6 +43,8 @@ def render_case(case: str) -> dict[str, str]:
             str(k): route_status(o, k.namespace)
             for k, o in sorted(translation.routes.items(), key=lambda kv: str(kv[0]))
         }
+    if missing := missing_services(state):  # sidecarEgress listing Services that do not exist
+        status["sidecarEgress"] = [str(v) for v in missing]
     out["status.yaml"] = _yaml(status)
     rls = service_config(state)
     if rls["descriptors"]:

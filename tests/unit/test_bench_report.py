@@ -85,3 +85,17 @@ def test_the_incremental_and_apply_rows_come_from_their_result_files(tmp_path: P
     assert "one policy change 19.9 ms wall / 18.8 ms CPU (0.19 % of a cold full build of 10.6 s" in text
     assert "EDS only: True" in text and "`incremental.json` @ abc123" in text
     assert "all Accepted+Programmed in 9.5 s (creates 6.0 s); 1000 status writes" in text
+
+
+def test_the_scope_rows_compare_each_scoped_sidecar_with_the_full_one(tmp_path: Path) -> None:
+    def setup(services: int, rss: float, ratio: float) -> dict[str, Any]:
+        return {"services": services, "envoy_clusters": services + 2, "xds_kb": services * 2.3, "rss_mb": rss,
+                "rss_ratio_to_full": ratio, "rss_anon_mb": rss - 56, "anon_ratio_to_full": ratio * 2}  # fmt: skip
+
+    figures = {"services": 1000, "floor_rss_mb": 72.0, "setups": {"full": setup(1000, 224.0, 1.0),
+               "narrow": setup(10, 74.0, 3.03)}}  # fmt: skip
+    _write(tmp_path, "scope", _doc("scope", figures))
+    text = report.table(report.load_results(tmp_path))
+    assert "one Envoy in a 1000-service mesh, `full` | 1000 services, 1002 clusters" in text
+    assert "`narrow` | 10 services, 12 clusters, xDS 23 KB; RSS 74.0 MB = **3.03x** below full" in text
+    assert "admin-only Envoy 72.0 MB" in text and "`scope.json` @ abc123" in text

@@ -90,6 +90,13 @@ spec:
       action: Allow
       from: [{serviceAccount: {namespace: default, name: mdi}}]
 """,
+    "MW0006": """
+apiVersion: meshwork.io/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec:
+  sidecarEgress: [{namespace: default, services: [default/mid, default/bakc]}]
+""",
 }
 
 CHAIN = """
@@ -137,10 +144,12 @@ def test_the_example_and_golden_meshes_have_no_analysis_finding_but_the_conflict
     clean = [ROOT / "examples" / "mesh"] + [
         p / "input.yaml"
         for p in sorted((ROOT / "tests" / "golden" / "cases").iterdir())
-        if p.name != "invalid-and-conflicts"
+        if p.name not in {"invalid-and-conflicts", "transparent-scoped"}
     ]
     for path in clean:
         assert analyze(load_paths([path]).state()) == [], path
+    scoped = analyze(load_paths([ROOT / "tests/golden/cases/transparent-scoped/input.yaml"]).state())
+    assert [(f.code, f.subject) for f in scoped] == [("MW0006", "Mesh/default")]  # billing/gone, on purpose
 
 
 def test_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,8 @@ Provenance in each HTTP line: ``route`` (``%ROUTE_NAME%``), ``policies`` (the ro
 ``rbac_access_denied_matched_policy[Kind/ns/name@gen#rule]``) and what shadowed policies would have done:
 ``rbac_shadow_deny`` (the AccessPolicy rule a shadowed Deny matched), ``rbac_shadow_allow`` (``denied`` when no
 shadowed Allow rule matched), ``jwt_shadow_deny`` (the shadowed AuthenticationPolicy that would have refused the
-token) and ``rate_limit_shadow`` (the policy whose shadowed local rate limit would have refused the request).
+token) and ``rate_limit_shadow`` (the policy whose shadowed local rate limit would have refused the request) and
+``global_rate_limit_shadow`` (the policy whose shadowed global rate limit would have refused it, ``Kind/ns/name``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from xds_server.translate._common import pack
 from xds_server.translate._memo import memoize
 from xds_server.translate.metadata import NAMESPACE, POLICIES_KEY
 from xds_server.translate.ratelimit import SHADOW_HEADER as RATE_LIMIT_SHADOW_HEADER
+from xds_server.translate.ratelimit_global_shadow import NAMESPACE as GLOBAL_SHADOW_NS
+from xds_server.translate.ratelimit_global_shadow import POLICY_KEY as GLOBAL_SHADOW_KEY
 
 _RBAC = "envoy.filters.http.rbac"
 #: The rule prefix of the JWT shadow RBAC filter (``jwt.py`` uses it): its metadata is
@@ -52,6 +55,7 @@ HTTP_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("rbac_shadow_allow", f"%DYNAMIC_METADATA({_RBAC}:shadow_allow_shadow_engine_result)%"),
     ("jwt_shadow_deny", f"%DYNAMIC_METADATA({_RBAC}:{JWT_SHADOW_PREFIX}shadow_effective_policy_id)%"),
     ("rate_limit_shadow", f"%REQ({RATE_LIMIT_SHADOW_HEADER.upper()})%"),
+    ("global_rate_limit_shadow", f"%DYNAMIC_METADATA({GLOBAL_SHADOW_NS}:{GLOBAL_SHADOW_KEY})%"),
 )
 
 TCP_FIELDS: Final[tuple[tuple[str, str], ...]] = (

@@ -1,9 +1,10 @@
 """Inbound listeners: terminate mesh mTLS, enforce access policies and rate limits, forward to the app.
 
 HTTP filter order: (with JWT providers: ``meshwork.jwt.strip_claim_headers``, ``jwt_authn``, see :mod:`.jwt`),
-``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, (global limits: ``ratelimit`` per stage, see
-:mod:`.ratelimit_global`), ``router``. Authentication comes before
-authorization so access rules can match the verified end user (``requestPrincipals``, claims).
+``meshwork.rbac.deny``, ``meshwork.rbac.allow``, ``local_ratelimit``, (global limits: ``ratelimit`` per enforced stage,
+then for shadowed ones the naming block of :mod:`.ratelimit_global_shadow`, see :mod:`.ratelimit_global`),
+``router``. Authentication comes before authorization so access rules can match the verified end user
+(``requestPrincipals``, claims).
 Authorization comes first so a request that will be refused never spends a token of the caller's (or anyone's)
 rate-limit bucket, and DENY precedes ALLOW so an explicit deny can never be overridden by an allow. The router
 is the terminal filter and therefore last.

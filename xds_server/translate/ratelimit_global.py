@@ -8,8 +8,14 @@ route order) apply.
 
 * failure mode ``Allow`` (Envoy's default, fail open): when the service cannot answer in time, requests pass;
   ``Deny``: they get 500 (``failure_mode_deny``).
-* Shadow: ``filter_enforced`` 0 %: the service counts and answers OVER_LIMIT, Envoy counts ``ratelimit.over_limit``
-  and serves the request.
+* Shadow: ``filter_enforced`` 0 %: the service counts and answers OVER_LIMIT, Envoy serves the request and counts
+  it under a prefix naming the policy:
+  ``cluster.<inbound cluster>.ratelimit.meshwork_global_rate_limit_shadow_<kind>_<namespace>_<name>.over_limit``;
+  the access log's ``global_rate_limit_shadow`` names the policy on exactly
+  those requests (see :mod:`.ratelimit_global_shadow`). Enforced filters come first, then the shadow block.
+
+A service has one TrafficPolicy, so the routes of one inbound listener name one policy; should they ever name more,
+a shadowed stage names them all (sorted, comma-separated).
 
 The filter sits after RBAC and the local rate limit: a request refused locally never spends the shared budget.
 """
@@ -34,7 +40,8 @@ from envoy_data_plane.envoy.type.v3 import HttpStatus, StatusCode
 
 from xds_server import ir
 from xds_server.serialize import new
-from xds_server.translate._common import ms, pack, runtime_fraction
+from xds_server.translate import ratelimit_global_shadow
+from xds_server.translate._common import ms, pack, runtime_fraction, stat_token
 from xds_server.translate._memo import memoize
 from xds_server.translate.grpc_service import grpc_service_cluster
 
@@ -84,37 +91,48 @@ def route_rate_limits(g: ir.GlobalRateLimit) -> list[RateLimit]:
     ]
 
 
+def _filter(stage: int, limits: list[ir.GlobalRateLimit], policy: str) -> HttpFilter:
+    first = limits[0]
+    timeout = ms(max(g.timeout_ms for g in limits))
+    prefix = f"{STAT_PREFIX}_shadow_{stat_token(policy.lower())}" if first.shadow else STAT_PREFIX
+    cfg = new(
+        RateLimitFilter,
+        domain=DOMAIN,
+        stage=stage,
+        timeout=timeout,
+        failure_mode_deny=first.failure_deny,
+        rate_limited_status=new(HttpStatus, code=StatusCode(first.status)),
+        stat_prefix=prefix,
+        filter_enforced=runtime_fraction(0.0 if first.shadow else 100.0, "meshwork.global_rate_limit.enforced"),
+        rate_limit_service=new(
+            RateLimitServiceConfig,
+            grpc_service=new(GrpcService, envoy_grpc=new(GrpcServiceEnvoyGrpc, cluster_name=CLUSTER), timeout=timeout),
+            transport_api_version=ApiVersion.V3,
+        ),
+    )
+    return new(HttpFilter, name=f"{FILTER_NAME}.stage{stage}", typed_config=pack(cfg))
+
+
 @memoize(4096)
 def http_filters(routes: tuple[ir.Route, ...]) -> tuple[HttpFilter, ...]:
-    """One ratelimit filter per stage in use on these routes, by stage."""
+    """The ratelimit filters for these routes: one per enforced stage in use, then the shadow block (one per
+    shadowed stage, each named by :func:`.ratelimit_global_shadow.namer`), by stage."""
     by_stage: dict[int, list[ir.GlobalRateLimit]] = {}
+    policies: dict[int, set[str]] = {}
     for r in routes:
         if r.global_rate_limit is not None:
-            by_stage.setdefault(stage_of(r.global_rate_limit), []).append(r.global_rate_limit)
-    out = []
+            stage = stage_of(r.global_rate_limit)
+            by_stage.setdefault(stage, []).append(r.global_rate_limit)
+            policies.setdefault(stage, set()).add(r.provenance.policy if r.provenance else "unknown")
+    enforced = [_filter(s, ls, "") for s, ls in sorted(by_stage.items()) if not ls[0].shadow]
+    shadowed = []
     for stage, limits in sorted(by_stage.items()):
-        first = limits[0]
-        cfg = new(
-            RateLimitFilter,
-            domain=DOMAIN,
-            stage=stage,
-            timeout=ms(max(g.timeout_ms for g in limits)),
-            failure_mode_deny=first.failure_deny,
-            rate_limited_status=new(HttpStatus, code=StatusCode(first.status)),
-            stat_prefix=f"{STAT_PREFIX}{'_shadow' if first.shadow else ''}",
-            filter_enforced=runtime_fraction(0.0 if first.shadow else 100.0, "meshwork.global_rate_limit.enforced"),
-            rate_limit_service=new(
-                RateLimitServiceConfig,
-                grpc_service=new(
-                    GrpcService,
-                    envoy_grpc=new(GrpcServiceEnvoyGrpc, cluster_name=CLUSTER),
-                    timeout=ms(max(g.timeout_ms for g in limits)),
-                ),
-                transport_api_version=ApiVersion.V3,
-            ),
-        )
-        out.append(new(HttpFilter, name=f"{FILTER_NAME}.stage{stage}", typed_config=pack(cfg)))
-    return tuple(out)
+        if limits[0].shadow:
+            policy = ",".join(sorted(policies[stage]))
+            shadowed += [ratelimit_global_shadow.namer(stage, policy), _filter(stage, limits, policy)]
+    if shadowed:
+        shadowed = [ratelimit_global_shadow.restore(), *shadowed, ratelimit_global_shadow.stash()]
+    return (*enforced, *shadowed)
 
 
 def needs_service(cfg: ir.ProxyConfig) -> bool:

@@ -11,6 +11,7 @@ MW0003 warning retry amplification: attempts × per-try timeout beyond the route
                hops of one call chain (the attempts multiply)
 MW0004 error   conflicting policies: two policies of one kind target the same service (the older one wins)
 MW0005 error   an AccessPolicy that allows nobody: no workload of the mesh has an identity its ALLOW rules name
+MW0006 warning a Service the Mesh's sidecarEgress lists does not exist (its sidecars get it once it does)
 ====== ======= ===============================================================================================
 """
 
@@ -22,6 +23,7 @@ from typing import Literal
 
 from mesh_operator.analysis.explain import principal_matches
 from mesh_operator.translate import MeshState, MeshTranslation, translate_mesh
+from mesh_operator.translate.scope import missing_services
 from mesh_operator.translate.status import CONFLICTED, TARGET_NOT_FOUND
 from xds_server import ir
 
@@ -33,6 +35,7 @@ CODES: dict[str, tuple[Literal["error", "warning"], str]] = {
     "MW0003": ("warning", "retry amplification"),
     "MW0004": ("error", "conflicting policies"),
     "MW0005": ("error", "AccessPolicy allows nobody"),
+    "MW0006": ("warning", "sidecarEgress lists a missing Service"),
 }
 
 
@@ -62,6 +65,9 @@ def analyze(state: MeshState, translated: MeshTranslation | None = None) -> list
             found.update(_retry_timeouts(lis.routes, lis.service))
     found.update(_retry_chains(state, t))
     found.update(_allows_nobody(t))
+    found.update(
+        Finding("MW0006", f"Mesh/{state.mesh.metadata.name}", f"{v.path}: {v.message}") for v in missing_services(state)
+    )
     return sorted(found)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mesh_operator.api.common import Duration, Model, ObjectMeta, PolicyStatus, cel
+from mesh_operator.api.common import DnsLabel, Duration, Model, ObjectMeta, PolicyStatus, cel
 from mesh_operator.api.ratelimit_global import RateLimitService
 from mesh_operator.api.retry_policy import RetryBudget
 from mesh_operator.api.tracing import Tracing
@@ -38,6 +38,30 @@ class Metrics(Model):
     enabled: bool = True
 
 
+#: ``namespace/name`` of a Service, or ``namespace/*`` for every Service of a namespace.
+EGRESS_SERVICE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+EgressService = Annotated[str, Field(pattern=EGRESS_SERVICE_PATTERN, max_length=127)]
+
+
+class SidecarEgress(Model):
+    """The Services the transparent-mode sidecars of one namespace (or of one service account in it) receive.
+
+    Sidecars it selects get only these Services (and of them, only those whose AccessPolicies let the sidecar's
+    identity in). A ``serviceAccount`` entry takes precedence over its namespace's entry. A listed Service that
+    does not exist is reported (``meshctl check`` MW0006), never silently dropped from the list: it is sent as soon
+    as it appears."""
+
+    namespace: DnsLabel = Field(description="The namespace of the sidecars this applies to.")
+    service_account: DnsLabel | None = Field(
+        default=None, description="Only the sidecars of this service account (default: the whole namespace)."
+    )
+    services: list[EgressService] = Field(
+        min_length=1,
+        max_length=1024,
+        description="namespace/name of a Service, or namespace/* for every Service of that namespace.",
+    )
+
+
 class MeshSpec(Model):
     trust_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9._-]+$", max_length=255)
     mtls: Mtls = Field(default_factory=Mtls)
@@ -53,6 +77,12 @@ class MeshSpec(Model):
     tracing: Tracing | None = Field(default=None, description="OpenTelemetry tracing; off when unset.")
     rate_limit_service: RateLimitService | None = Field(
         default=None, description="The rate-limit service global rate limits need (gRPC)."
+    )
+    sidecar_egress: list[SidecarEgress] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="Transparent mode: the Services selected sidecars receive (unlisted sidecars get every "
+        "Service their identity may call).",
     )
 
 

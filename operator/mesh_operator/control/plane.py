@@ -31,6 +31,7 @@ from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.provenance import culprits
 from mesh_operator.control.rotation import RootRotator, certz
 from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection
+from mesh_operator.translate.scope import missing_services
 from mesh_operator.translate.state import Policy
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
@@ -62,6 +63,8 @@ class PlaneStatus:
     failed: dict[str, str] = field(default_factory=dict)
     #: node id -> Envoy resource name -> the policies it carries (to name the culprit of a NACK)
     resources_by_node: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    #: what the mesh's config asks for but cannot have yet (a sidecarEgress Service that does not exist, ...)
+    warnings: list[str] = field(default_factory=list)
 
 
 class ControlPlane:
@@ -229,6 +232,9 @@ class ControlPlane:
         problems += [f"proxy {node}: {why}" for node, why in sorted(failed.items())]
         for problem in problems:
             log.error("%s", problem)
+        warnings = [f"Mesh/{state.mesh.metadata.name}: {v.path}: {v.message}" for v in missing_services(state)]
+        for warning in set(warnings) - set(self.status.warnings):  # once, not at every translation
+            log.warning("%s", warning)
         self.status = PlaneStatus(
             self.status.generation + 1,
             translated.outcomes,
@@ -237,6 +243,7 @@ class ControlPlane:
             problems,
             failed,
             resources_by_node,
+            warnings,
         )
         if not self.cache.ready:
             self.cache.mark_ready()
@@ -355,6 +362,7 @@ class ControlPlane:
                 "generation": self.status.generation,
                 "desired": self.status.desired,
                 "problems": self.status.problems,
+                "warnings": self.status.warnings,
                 "failed": self.status.failed,
                 "policies": self.receipts(),
                 "preflight": self.preflight.stats.as_dict() if self.preflight else None,

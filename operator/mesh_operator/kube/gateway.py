@@ -28,6 +28,7 @@ from mesh_operator.api.gateway import CONTROLLER_NAME, GatewayRoute, GRPCRoute, 
 from mesh_operator.control.plane import ControlPlane
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.rest import Rest
+from mesh_operator.kube.rounds import leader_rounds
 from mesh_operator.kube.status import with_transition_times
 from mesh_operator.translate.gateway import GatewayRouting, RouteOutcome
 from mesh_operator.translate.gateway_status import route_status, xmesh_status
@@ -227,14 +228,12 @@ class GatewayStatusWriter:
         self.failures = 0
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.period)
-            if not self.is_leader():
-                continue
-            try:
-                await self.sync_once()
-            except Exception:  # the writer must survive anything; the next round retries
-                log.exception("gateway status round failed")
+        await leader_rounds(
+            self.sync_once,
+            period=self.period,
+            is_leader=self.is_leader,
+            on_error=lambda _e: log.exception("gateway status round failed"),
+        )
 
     async def sync_once(self) -> int:
         state = self._state()

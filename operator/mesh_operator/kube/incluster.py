@@ -34,6 +34,7 @@ from mesh_operator.kube.config import ClusterConfig
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.missing import missing_sidecars
 from mesh_operator.kube.operator import Operator, OperatorOptions
+from mesh_operator.kube.operator import run as run_operator
 from mesh_operator.kube.rest import Rest, connection
 from xds_server.ca import store as ca_store
 
@@ -340,8 +341,6 @@ def _api_client(kubeconfig: str | None, context: str | None) -> Any:
 
 async def run(cfg: ClusterConfig, options: OperatorOptions, *, host: str = "0.0.0.0") -> int:
     """Run the operator with the cluster wiring until SIGTERM/SIGINT."""
-    import signal
-
     conn = connection(options.kubeconfig, options.context)
     rest = Rest(conn)
     state = Path(os.environ.get("MESHWORK_STATE_DIR") or tempfile.gettempdir()) / "meshwork"
@@ -351,21 +350,7 @@ async def run(cfg: ClusterConfig, options: OperatorOptions, *, host: str = "0.0.
     op = Operator(options)
     wiring = ClusterWiring(op, cfg, rest, _api_client(options.kubeconfig, options.context), host=host)
     options.admin_routes.update(wiring.admin_routes())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await op.start()
-        await wiring.start()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            if not op.kopf_alive():
-                log.error("the watch thread stopped; exiting so the operator is restarted")
-                return 1
+        return await run_operator(options, op, wiring)
     finally:
-        await wiring.stop()
-        await op.stop()
         await rest.close()
-    return 0

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 from aiohttp import web
@@ -372,16 +372,28 @@ class Operator:
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
-async def run(options: OperatorOptions) -> int:
+class Wiring(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run(options: OperatorOptions, op: Operator | None = None, wiring: Wiring | None = None) -> int:
+    """Run the operator until SIGTERM/SIGINT; 1 when the watch thread dies (so the pod is restarted).
+
+    ``wiring`` (the in-cluster extras: webhooks, leases, CA Secret) has ``start()``/``stop()`` and runs inside the
+    operator's lifetime."""
     import signal
 
-    op = Operator(options)
+    op = op or Operator(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await op.start()
+        if wiring is not None:
+            await wiring.start()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -389,5 +401,7 @@ async def run(options: OperatorOptions) -> int:
                 log.error("the watch thread stopped; exiting so the operator is restarted")
                 return 1
     finally:
+        if wiring is not None:
+            await wiring.stop()
         await op.stop()
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.rest import Rest
+from mesh_operator.kube.rounds import leader_rounds
 from mesh_operator.local.ratelimit import config_text
 from mesh_operator.translate.state import MeshState
 
@@ -49,20 +50,21 @@ class RateLimitConfigWriter:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.period)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if self.is_leader():
-                try:
-                    await self.sync_once()
-                except Exception as e:  # survive anything; the next round retries
-                    self._in_configmap = None
-                    log.warning("rate-limit service configuration not written to ConfigMap %s: %s", self.name, e)
-            else:
-                self._in_configmap = None  # another replica may write meanwhile: re-read when leading again
+        await leader_rounds(
+            self.sync_once,
+            period=self.period,
+            is_leader=self.is_leader,
+            wake=self._wake,
+            on_error=self._failed,
+            on_follower=self._forget,  # another replica may write meanwhile: re-read when leading again
+        )
+
+    def _failed(self, e: Exception) -> None:
+        self._forget()
+        log.warning("rate-limit service configuration not written to ConfigMap %s: %s", self.name, e)
+
+    def _forget(self) -> None:
+        self._in_configmap = None
 
     async def sync_once(self) -> bool:
         """Write the ConfigMap when its content differs from the policies'. True when it wrote."""

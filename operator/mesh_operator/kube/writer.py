@@ -19,6 +19,7 @@ from typing import Any
 from mesh_operator.api import API_GROUP, API_VERSION
 from mesh_operator.kube.errors import ApiError
 from mesh_operator.kube.rest import Rest
+from mesh_operator.kube.rounds import leader_rounds
 from mesh_operator.kube.status import policy_status, unchanged, with_transition_times
 from mesh_operator.kube.store import PolicyRecord
 from mesh_operator.translate import PolicyKey, PolicyOutcome
@@ -59,17 +60,13 @@ class StatusWriter:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.period)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if self.is_leader():
-                try:
-                    await self.sync_once()
-                except Exception:  # the writer must survive anything; the next round retries
-                    log.exception("status round failed")
+        await leader_rounds(
+            self.sync_once,
+            period=self.period,
+            is_leader=self.is_leader,
+            wake=self._wake,
+            on_error=lambda _e: log.exception("status round failed"),
+        )
 
     async def sync_once(self) -> int:
         """One round: write what changed and is due. Returns the number of writes attempted."""

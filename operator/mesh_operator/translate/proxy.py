@@ -14,6 +14,7 @@ from mesh_operator.translate.gateway_hooks import warn_superseded
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved, key_of
 from mesh_operator.translate.ratelimit_global import global_rate_limit, warn_without_service
+from mesh_operator.translate.scope import Scoper
 from mesh_operator.translate.state import MeshState, ServiceInfo, WorkloadInfo
 from mesh_operator.translate.status import TRANSLATION_FAILED, PolicyKey, PolicyOutcome
 from mesh_operator.translate.tracing import trace_sampling, trace_service_name, traced_outbound, tracing_settings
@@ -84,6 +85,13 @@ class ProxyBuilder:
             warn_without_service(resolved)
         self.gateway = GatewayRouting(state, resolved)
         warn_superseded(self.gateway, resolved)
+        self._scoper: Scoper | None = None
+
+    def scope(self, w: WorkloadInfo) -> frozenset[str] | None:
+        """The Services a transparent sidecar receives (None: all of them); see :mod:`.scope`."""
+        if self._scoper is None:
+            self._scoper = Scoper(self.state, self.resolved.access, self.mesh.trust_domain)
+        return self._scoper.scope(w)
 
     def routing_for(self, service_key: str, caller_namespace: str) -> ServiceRouting:
         """A service's outbound routing as callers in ``caller_namespace`` see it (Gateway API routes, if any
@@ -176,7 +184,12 @@ class ProxyBuilder:
             )
         if w.transparent:
             t = transparent_config(
-                self.state, w, partial(self.routing_for, caller_namespace=w.namespace), inbound, clusters
+                self.state,
+                w,
+                partial(self.routing_for, caller_namespace=w.namespace),
+                inbound,
+                clusters,
+                self.scope(w),
             )
             return ir.ProxyConfig(
                 node=node,

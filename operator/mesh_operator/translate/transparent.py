@@ -1,6 +1,7 @@
 """Stage 1 of transparent mode: the capture-side IR of a sidecar whose pod's traffic is captured.
 
-Every Service of the mesh is reachable: by its ``ClusterIP:port`` (a listener of its own, the service's routes
+Every Service in the sidecar's scope (:mod:`.scope`: all of them unless an egress declaration or AccessPolicies
+narrow it) is reachable: by its ``ClusterIP:port`` (a listener of its own, the service's routes
 or TCP proxy) and, for HTTP services, by ``Host`` on the port (``name`` from the same namespace only, then
 ``name.ns``, ``name.ns.svc``, ``name.ns.svc.cluster.local`` and the ClusterIP; Envoy strips any ``:port`` from
 the Host before matching). The inbound chains are the local-mode inbound listeners, one per served port.
@@ -52,13 +53,18 @@ def transparent_config(
     routing: Callable[[str], ServiceRouting],
     inbound: Iterable[ir.InboundListener],
     clusters: dict[str, ir.Cluster],
+    scope: frozenset[str] | None = None,
 ) -> ir.TransparentConfig:
-    """The capture listeners' IR; adds the clusters of every service to ``clusters``."""
+    """The capture listeners' IR; adds the clusters of every service in ``scope`` (None: all) to ``clusters``."""
     destinations = []
     by_port: dict[int, list[ir.HostRoutes]] = {}
     for key in sorted(state.services):
         svc = state.services[key]
+        # Every service's routing is computed, in scope or not: its policies' warnings do not depend on which
+        # sidecars receive it (and the incremental translator relies on that).
         r = routing(key)
+        if scope is not None and key not in scope:
+            continue
         for c in r.clusters:
             clusters[c.name] = c
         if svc.cluster_ip:

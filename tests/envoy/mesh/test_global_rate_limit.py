@@ -156,3 +156,87 @@ def test_local_mode_starts_the_rate_limit_service_and_redis_itself_and_stops_the
         pids = _local_service_pids(mesh.state_dir)
     # Stopping the mesh stops them too.
     assert not any(pid_alive(pid) for pid in pids.values()), pids
+
+
+def _shadow_policy(service: str, requests: int, *, extra_rule: str = "") -> str:
+    return f"""
+apiVersion: meshwork.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {service}}}
+spec:
+  targetRef: {{name: {service}}}
+  rules:
+    - name: limited
+      matches: [{{path: {{type: PathPrefix, value: /limited}}}}]
+      rateLimit:
+        global: {{descriptors: [{{name: everyone, limit: {{requests: {requests}, unit: hour}}}}], mode: Shadow}}
+{extra_rule}"""
+
+
+# An enforced global limit (1 request, answered 429 with x-envoy-ratelimited) beside the shadowed ones, and an
+# enforced local limit (1 token) combined with a shadowed global one.
+ENFORCED_RULES = """    - name: enforced
+      matches: [{path: {type: PathPrefix, value: /enforced}}]
+      rateLimit: {global: {descriptors: [{name: everyone, limit: {requests: 1, unit: hour}}]}}
+    - name: local
+      matches: [{path: {type: PathPrefix, value: /local}}]
+      rateLimit:
+        maxTokens: 1
+        tokensPerFill: 1
+        fillInterval: 1h
+        global: {descriptors: [{name: everyone, limit: {requests: 10, unit: hour}}], mode: Shadow}
+"""
+
+
+def _by_index(entries: list[dict[str, object]], field: str) -> list[object]:
+    return [e[field] for e in sorted(entries, key=lambda e: int(str(e["path"]).rsplit("/", 1)[1]))]
+
+
+def test_shadowed_global_limits_of_two_policies_are_each_named_in_their_stat_and_on_exactly_their_over_limit_requests(
+    mesh: LocalMeshBuilder,
+) -> None:
+    rls = RateLimitStack(mesh.state_dir)
+    mesh.service("backend")
+    mesh.service("ledger")
+    mesh.client("caller", upstreams=["backend", "ledger"])
+    mesh.mesh(rateLimitService={"address": "127.0.0.1", "port": rls.grpc_port})
+    mesh.policy(_shadow_policy("backend", 2, extra_rule=ENFORCED_RULES))
+    mesh.policy(_shadow_policy("ledger", 3))
+    app_header = {"x-echo-set-header": "x-envoy-ratelimited=from-the-app"}
+    with mesh.run() as m, rls:
+        backend = [m.get("caller", "backend", f"/limited/{i}") for i in range(5)]
+        # The app sets x-envoy-ratelimited itself on an over-limit request: the caller gets the app's header.
+        backend.append(m.get("caller", "backend", "/limited/5", headers=app_header))
+        ledger = [m.get("caller", "ledger", f"/limited/{i}") for i in range(6)]
+        assert [r.status for r in backend + ledger] == [200] * 12, "Shadow never refuses"
+        # A shadow is invisible to the caller: no x-envoy-ratelimited on the over-limit responses it served.
+        assert [r.headers.get("x-envoy-ratelimited") for r in backend] == [None] * 5 + ["from-the-app"]
+        assert [r.headers.get("x-envoy-ratelimited") for r in ledger] == [None] * 6
+        free = m.get("caller", "backend", "/free/0", headers=app_header)
+        assert free.status == 200 and free.headers.get("x-envoy-ratelimited") == "from-the-app"
+        # The enforced global limit still answers 429 with its x-envoy-ratelimited; the enforced local one, 429.
+        enforced = [m.get("caller", "backend", f"/enforced/{i}") for i in range(2)]
+        assert [r.status for r in enforced] == [200, 429]
+        assert enforced[1].headers.get("x-envoy-ratelimited") == "true", enforced[1].headers
+        assert [m.get("caller", "backend", f"/local/{i}").status for i in range(2)] == [200, 429]
+
+        # Stats: one counter per policy, counting exactly that policy's over-limit requests.
+        def over(workload: str, policy: str) -> int:
+            return m.stat_sum(workload, rf"\.ratelimit\.meshwork_global_rate_limit_shadow_{policy}\.over_limit$")
+
+        assert over("backend-1", "trafficpolicy_default_backend") == 4, m.stats("backend-1", "global_rate_limit")
+        assert over("ledger-1", "trafficpolicy_default_ledger") == 3
+        assert (
+            over("backend-1", "trafficpolicy_default_ledger") == over("ledger-1", "trafficpolicy_default_backend") == 0
+        )
+
+        # Access logs: the policy on exactly the requests over its limit, nothing on the others.
+        b = eventually(lambda: (e := m.access_log_entries("backend-1", "/limited/")) and len(e) == 6 and e)
+        assert _by_index(b, "global_rate_limit_shadow") == ["-"] * 2 + ["TrafficPolicy/default/backend"] * 4
+        led = eventually(lambda: (e := m.access_log_entries("ledger-1", "/limited/")) and len(e) == 6 and e)
+        assert _by_index(led, "global_rate_limit_shadow") == ["-"] * 3 + ["TrafficPolicy/default/ledger"] * 3
+        rest = eventually(lambda: (e := m.access_log_entries("backend-1", "/")) and len(e) >= 11 and e)
+        others = {
+            str(e["path"]): e["global_rate_limit_shadow"] for e in rest if not str(e["path"]).startswith("/limited/")
+        }
+        assert others == dict.fromkeys(("/free/0", "/enforced/0", "/enforced/1", "/local/0", "/local/1"), "-"), others
