@@ -77,14 +77,50 @@ def _incremental_rows(name: str, doc: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _creates(f: dict[str, Any]) -> str:
+    """The creates' share, and what followed the last create (with how the bench saw the statuses)."""
+    text = f"creates {f['creates_s']:.1f} s"
+    if f.get("after_last_create_s") is not None:
+        text += f", then {f['after_last_create_s']:.1f} s"
+    if f.get("observed_by") == "watch":
+        text += ", seen on a watch"
+    return text
+
+
 def _apply_rows(name: str, doc: dict[str, Any]) -> list[str]:
     f = doc["figures"]
     done = f.get("all_accepted_and_programmed_s")
     text = f"{done:.1f} s" if done is not None else f"not finished ({f['done']} done)"
+    base = f.get("baseline")
+    before = ""
+    if base is not None:
+        b = base.get("all_accepted_and_programmed_s")
+        b_text = f"{b:.1f} s" if b is not None else "not finished"
+        before = f"; same run, operator of `{base['ref']}` ({base['commit']}): {b_text} ({_creates(base)})"
     return [
         f"| Apply, {f['policies']} TrafficPolicies on the test apiserver | all Accepted+Programmed in {text} "
-        f"(creates {f['creates_s']:.1f} s); {f['status_writes']} status writes; operator RSS peak "
-        f"{f['operator_rss_mib']['peak']:.0f} MiB | ≤ 10 s for 1,000 | {_src(doc, name)} |"
+        f"({_creates(f)}); {f['status_writes']} status writes; operator RSS peak "
+        f"{f['operator_rss_mib']['peak']:.0f} MiB{before} | ≤ 10 s for 1,000 | {_src(doc, name)} |"
+    ]
+
+
+def _apply_preflight_rows(name: str, doc: dict[str, Any]) -> list[str]:
+    f = doc["figures"]
+    j, b = f["best"]["json"], f["best"]["binary"]
+    return [
+        f"| Pre-flight, {f['services']} new policies in rounds of {f['per_round']} (bench/apply.py's mesh, no "
+        f"apiserver) | binary bootstrap {b['wall_s']:.1f} s wall, {b['cpu_s']:.1f} + {b['envoy_cpu_s']:.1f} (Envoy) "
+        f"CPU-s; proto-JSON (before) {j['wall_s']:.1f} s, {j['cpu_s']:.1f} + {j['envoy_cpu_s']:.1f} CPU-s | – "
+        f"| {_src(doc, name)} |"
+    ]
+
+
+def _status_writes_rows(name: str, doc: dict[str, Any]) -> list[str]:
+    f = doc["figures"]
+    rates = ", ".join(f"{r['writes_per_s']:.0f}/s at {r['concurrency']}" for r in f["status_writes"])
+    return [
+        f"| Status writes on the idle test apiserver, {f['policies']} policies | {rates}; creates "
+        f"{f['creates_per_s']:.0f}/s (8 client threads) | – | {_src(doc, name)} |"
     ]
 
 
@@ -171,8 +207,12 @@ def table(docs: dict[str, dict[str, Any]]) -> str:
             lines += _push_rows(name, doc)
         elif bench == "incremental":
             lines += _incremental_rows(name, doc)
+        elif bench.startswith("apply-preflight"):
+            lines += _apply_preflight_rows(name, doc)
         elif bench.startswith("apply"):
             lines += _apply_rows(name, doc)
+        elif bench.startswith("status-writes"):
+            lines += _status_writes_rows(name, doc)
         elif bench == "memory":
             lines += _memory_rows(name, doc)
         elif bench.startswith("scope"):

@@ -22,6 +22,7 @@ Upgrading betterproto2: re-read ``Message.__bytes__``, adjust, bump ``_PINNED``,
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import operator
 import struct
 import warnings
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import betterproto2
+from envoy_data_plane.google.protobuf import Duration
 
 _PINNED: Final = "0.9.1"
 if betterproto2.__version__ != _PINNED:  # pragma: no cover - guards an upgrade
@@ -173,7 +175,7 @@ def _scalar(kind: int, proto_type: str, unwrap: Callable[[], type] | None, value
         return value.encode("utf-8")  # type: ignore[no-any-return]
     if kind == _MESSAGE:
         if unwrap is not None:
-            value = unwrap().from_wrapped(value)  # type: ignore[attr-defined]
+            value = unwrap().from_wrapped(_in_range(unwrap(), value))  # type: ignore[attr-defined]
         return encode(value)
     if kind == _BYTES:
         return bytes(value)
@@ -185,13 +187,25 @@ def _scalar(kind: int, proto_type: str, unwrap: Callable[[], type] | None, value
 _WRAPPED: dict[tuple[type, type, Any], bytes] = {}
 
 
+#: google.protobuf.Duration's range (duration.proto): about +-10,000 years
+_MAX_DURATION: Final = datetime.timedelta(seconds=315_576_000_000)
+
+
+def _in_range(cls: type, value: Any) -> Any:
+    """``value``, if it can be the plain value of a ``cls`` wrapper. A Duration beyond protobuf's range encodes in
+    binary (int64 seconds) but is invalid: Envoy's JSON parser refuses it, its binary path may take it and wrap."""
+    if cls is Duration and isinstance(value, datetime.timedelta) and abs(value) > _MAX_DURATION:
+        raise ValueError(f"duration {value} is outside protobuf's Duration range (+-315,576,000,000 s)")
+    return value
+
+
 def _wrapped(unwrap: Callable[[], type], value: Any) -> bytes:
     """Body of a well-known wrapper (Duration, UInt32Value, ...) for a plain value; memoized, they repeat a lot."""
     cls = unwrap()
     key = (cls, type(value), value)
     body = _WRAPPED.get(key)
     if body is None:
-        body = encode(cls.from_wrapped(value))  # type: ignore[attr-defined]
+        body = encode(cls.from_wrapped(_in_range(cls, value)))  # type: ignore[attr-defined]
         if len(_WRAPPED) > 65_536:
             _WRAPPED.clear()
         _WRAPPED[key] = body
