@@ -15,7 +15,7 @@
 # from, not byte-identical to 1.21.2.
 #
 # KNOWN BLOCKER (checked 2026-12-01): proxy.golang.org answers `403 Forbidden: This module version is not available`
-# for istio.io/istio@v0.0.0-20241002011629-79aa08a0f8ee (the zip of the whole Istio repository is not served), and
+# for istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad (the zip of the whole Istio repository is not served), and
 # the module proxy is the only source we may use. Until a served source exists, the way forward is a small echo
 # server + `client` of our own that speak the text protocol the suite parses (conformance/utils/echo/parse.go:
 # `ResponseCode=`, `Hostname=`, `RequestHeader=Name:value`, ... one per line), packed under the same image name.
@@ -25,7 +25,7 @@
 # Prints the archive's path as its last line on stdout.
 set -euo pipefail
 
-ISTIO_VERSION="${MESHWORK_ECHO_ISTIO_VERSION:-v0.0.0-20241002011629-79aa08a0f8ee}"
+ISTIO_VERSION="${MESHWORK_ECHO_ISTIO_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}"
 IMAGE="${MESHWORK_ECHO_IMAGE:-registry.k8s.io/gateway-api/echo-advanced:v1.5.1}"
 CACHE_ROOT="${MESHWORK_GATEWAY_API_CACHE:-$HOME/.cache/meshwork/gateway-api}"
 NICE="${MESHWORK_BUILD_NICE:-10}"
@@ -56,7 +56,7 @@ mkdir -p "$mod" "$work/rootfs/usr/local/bin"
 cat >"$mod/go.mod" <<GOMOD
 module meshwork.io/echo-build
 
-go 1.22
+go 1.26
 
 require istio.io/istio $ISTIO_VERSION
 GOMOD

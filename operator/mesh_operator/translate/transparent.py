@@ -3,7 +3,9 @@
 Every Service of the mesh is reachable: by its ``ClusterIP:port`` (a listener of its own, the service's routes
 or TCP proxy) and, for HTTP services, by ``Host`` on the port (``name`` from the same namespace only, then
 ``name.ns``, ``name.ns.svc``, ``name.ns.svc.cluster.local`` and the ClusterIP; Envoy strips any ``:port`` from
-the Host before matching). The inbound chains are the local-mode inbound listeners, one per served port.
+the Host before matching). A Service with several ports gets all of that on each of its ports, each port with its
+own routing (Gateway API routes can attach to one port). The inbound chains are the local-mode inbound
+listeners, one per served port.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _destination(svc: ServiceInfo, routing: ServiceRouting) -> ir.OutboundListen
 def transparent_config(
     state: MeshState,
     w: WorkloadInfo,
-    routing: Callable[[str], ServiceRouting],
+    routing: Callable[..., ServiceRouting],
     inbound: Iterable[ir.InboundListener],
     clusters: dict[str, ir.Cluster],
 ) -> ir.TransparentConfig:
@@ -57,14 +59,15 @@ def transparent_config(
     destinations = []
     by_port: dict[int, list[ir.HostRoutes]] = {}
     for key in sorted(state.services):
-        svc = state.services[key]
-        r = routing(key)
-        for c in r.clusters:
-            clusters[c.name] = c
-        if svc.cluster_ip:
-            destinations.append(_DESTINATION.get((r, svc.cluster_ip), partial(_destination, svc, r)))
-        if svc.protocol != "tcp":
-            by_port.setdefault(svc.port, []).append(ir.HostRoutes(svc.host, domains(svc, w.namespace), r.routes))
+        for svc in state.services[key].port_views():
+            r = routing(key, port=svc.port)
+            for c in r.clusters:
+                clusters[c.name] = c
+            if svc.cluster_ip:
+                destinations.append(_DESTINATION.get((r, svc.cluster_ip, svc.port), partial(_destination, svc, r)))
+            if svc.protocol != "tcp":
+                hosts = ir.HostRoutes(svc.host, domains(svc, w.namespace), r.routes)
+                by_port.setdefault(svc.port, []).append(hosts)
     return ir.TransparentConfig(
         destinations=tuple(destinations),
         by_port=tuple(ir.PortRoutes(port, tuple(hosts)) for port, hosts in sorted(by_port.items())),
