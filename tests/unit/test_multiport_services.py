@@ -128,3 +128,26 @@ def test_a_parent_or_backend_port_the_service_does_not_have_is_named_in_the_stat
     [parent] = outcome.parents
     assert (parent.resolved, parent.resolved_reason) == (False, "BackendNotFound")
     assert [v.path for v in parent.ref_problems] == ["spec.rules[0].backendRefs[0].port"]
+
+
+def test_udp_ports_are_not_the_meshs_and_a_port_number_is_one_destination() -> None:
+    objs = cluster()
+    dns = {
+        "metadata": {"name": "kube-dns", "namespace": "m"},
+        "spec": {
+            "clusterIP": "10.96.0.10",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                {"name": "metrics", "port": 9153, "protocol": "TCP"},
+            ],
+        },
+    }
+    objs.services["m/kube-dns"] = dns
+    state, _ = adapt(objs, [])
+    assert [v.port for v in state.services["m/kube-dns"].port_views()] == [53, 9153]
+    proxy = translate_mesh(state).proxies["m/other-1"]
+    assert proxy.transparent is not None
+    for by_port in proxy.transparent.by_port:
+        domains = [d for h in by_port.hosts for d in h.domains]
+        assert len(domains) == len(set(domains)), by_port.port

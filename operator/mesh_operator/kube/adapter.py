@@ -289,7 +289,13 @@ def adapt(
     for svc_key in sorted(objects.services):
         svc = objects.services[svc_key]
         spec = svc.get("spec") or {}
-        ports = spec.get("ports") or []
+        # Envoy proxies TCP only: a UDP/SCTP port is not the mesh's (kube-dns serves 53 over UDP and TCP), and a
+        # port number is one destination (the first port with it wins).
+        ports, numbers = [], set()
+        for port in spec.get("ports") or []:
+            if str(port.get("protocol") or "TCP") == "TCP" and port.get("port") not in numbers:
+                numbers.add(port.get("port"))
+                ports.append(port)
         if not ports or spec.get("type") == "ExternalName":
             continue
         views = [
