@@ -151,3 +151,17 @@ def test_udp_ports_are_not_the_meshs_and_a_port_number_is_one_destination() -> N
     for by_port in proxy.transparent.by_port:
         domains = [d for h in by_port.hosts for d in h.domains]
         assert len(domains) == len(set(domains)), by_port.port
+
+
+def test_a_request_to_a_mesh_pods_own_address_goes_to_that_pod_over_mtls_without_any_services_routes() -> None:
+    state, _ = adapt(cluster(), [])
+    state = replace(state, routes=(route_on_port(None),))  # echo's route sends everything to other
+    proxy = translate_mesh(state).proxies["m/other-1"]
+    assert proxy.transparent is not None
+    [on_8080] = [p for p in proxy.transparent.by_port if p.port == 8080]
+    [pod] = [h for h in on_8080.hosts if h.domains == ("10.244.0.5",)]
+    [route] = pod.routes
+    assert route.clusters[0].cluster == "endpoint|10.244.0.5:8080"
+    target = {c.name: c for c in proxy.clusters}["endpoint|10.244.0.5:8080"]
+    assert [(e.address, e.port) for e in target.endpoints] == [("10.244.0.5", 8080)]
+    assert target.tls is not None and target.tls.peer_spiffe_ids == ("spiffe://cluster.local/ns/m/sa/echo-1",)

@@ -11,6 +11,7 @@ listeners, one per served port.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from typing import Final
 
@@ -58,6 +59,7 @@ def transparent_config(
     """The capture listeners' IR; adds the clusters of every service to ``clusters``."""
     destinations = []
     by_port: dict[int, list[ir.HostRoutes]] = {}
+    endpoints: list[tuple[ir.Endpoint, ir.Cluster]] = []
     for key in sorted(state.services):
         for svc in state.services[key].port_views():
             r = routing(key, port=svc.port)
@@ -68,9 +70,37 @@ def transparent_config(
             if svc.protocol != "tcp":
                 hosts = ir.HostRoutes(svc.host, domains(svc, w.namespace), r.routes)
                 by_port.setdefault(svc.port, []).append(hosts)
+                endpoints.extend((e, r.clusters[0]) for e in r.clusters[0].endpoints)
+    _add_endpoint_hosts(endpoints, by_port, clusters)
     return ir.TransparentConfig(
         destinations=tuple(destinations),
         by_port=tuple(ir.PortRoutes(port, tuple(hosts)) for port, hosts in sorted(by_port.items())),
         inbound=tuple(inbound),
         registry_only=state.mesh.spec.outbound_traffic_policy == "RegistryOnly",
     )
+
+
+def _add_endpoint_hosts(
+    endpoints: list[tuple[ir.Endpoint, ir.Cluster]],
+    by_port: dict[int, list[ir.HostRoutes]],
+    clusters: dict[str, ir.Cluster],
+) -> None:
+    """A request to a mesh pod's own address (``Host: <pod IP>:<app port>``, on a port some HTTP Service uses) goes
+    to that pod alone, over mTLS like any mesh request (its STRICT inbound refuses plain text), and no Service's
+    routes apply to it. The first Service (by key, then port) that has the pod on that port gives the cluster."""
+    seen: set[tuple[str, int]] = set()
+    for e, service_cluster in endpoints:
+        if (e.address, e.port) in seen or e.port not in by_port:
+            continue
+        seen.add((e.address, e.port))
+        name = f"endpoint|{e.address}:{e.port}"
+        clusters[name] = replace(
+            service_cluster, name=name, endpoints=(e,), outlier=None, health_check=None, provenance=()
+        )
+        route = ir.Route(
+            name=f"endpoint/{e.address}:{e.port}",
+            match=ir.RouteMatch(),
+            clusters=(ir.WeightedCluster(name, 100),),
+            timeout_ms=0,
+        )
+        by_port[e.port].append(ir.HostRoutes(f"{e.address}:{e.port}", (e.address,), (route,)))
