@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", type=Path, required=True, help="the compiled conformance test binary")
     p.add_argument("--version", required=True)
     p.add_argument("--timeout", default="60m")
+    p.add_argument("--lock-timeout", type=float, default=1800.0, help="how long to wait for the cluster's lock (s)")
     p.add_argument("--use-running", action="store_true", help="use a cluster already up with Meshwork installed")
     p.add_argument("--run", default="", help="only these tests (the suite's --run-test, for debugging)")
     args = p.parse_args(argv)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail("Meshwork is not installed (no available Deployment in meshwork-system): install the chart")
         return _run(cluster, args, {"cluster": 0.0})
     try:
-        cluster = Cluster()
+        cluster = Cluster(lock_timeout=args.lock_timeout)
         cluster.up()
     except ClusterError as e:
         return fail(f"the real cluster tier cannot run here: {e}")
