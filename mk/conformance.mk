@@ -1,12 +1,13 @@
 # Gateway API mesh conformance (docs/gateway-api.md): the upstream suite (sigs.k8s.io/gateway-api/conformance
 # v1.6.1, embedded in conformance/) against Meshwork on the real cluster tier, profiles MESH-HTTP and MESH-GRPC.
-# Needs the cluster up (`make k8s-cluster`) with Meshwork installed from the chart; this target checks both and
-# starts neither. Builds (nice 10, cached outside the repo): the suite's test binary and the echo image.
+# It owns the cluster for the run like a cluster-tier session (up behind the lock, Meshwork installed from the chart
+# with the images of `make images`, down at the end); CONFORMANCE_ARGS=--use-running uses a cluster already up with
+# Meshwork installed instead. Builds (nice 10, cached outside the repo): the suite's test binary and the echo image.
 #
 #   make gateway-api-crds   upstream v1.6.1 CRDs from the Go module proxy -> ~/.cache/meshwork/gateway-api/v1.6.1
 #   make conformance-suite  go test -c of conformance/ -> ~/.cache/meshwork/conformance/mesh.test
 #   make echo-image         Istio's echo server+client from source -> OCI archive (the suite's echo-advanced image)
-#   make conformance        all of the above, then the suite; report in docs/conformance/
+#   make conformance        all of the above (+ cluster binaries, images), then the suite; report in docs/conformance/
 
 GATEWAY_API_CACHE ?= $(HOME)/.cache/meshwork/gateway-api
 CONFORMANCE_BIN   ?= $(HOME)/.cache/meshwork/conformance/mesh.test
@@ -24,7 +25,7 @@ conformance-suite:
 echo-image:
 	@scripts/gateway-api/build-echo-image.sh >/dev/null
 
-conformance: install gateway-api-crds conformance-suite echo-image
+conformance: install k8s-cluster-binaries images gateway-api-crds conformance-suite echo-image
 	$(BIN)/python scripts/gateway-api/conformance.py --crds $(GATEWAY_API_CACHE)/v1.6.1 \
 		--echo-image "$$(scripts/gateway-api/build-echo-image.sh)" --suite $(CONFORMANCE_BIN) \
-		--version v$(MESHWORK_VERSION)
+		--version v$(MESHWORK_VERSION) $(CONFORMANCE_ARGS)

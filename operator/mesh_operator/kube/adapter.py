@@ -26,7 +26,7 @@ Pure: plain dicts (as the API returns them) in, a MeshState out; no client, no I
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mesh_operator.api import Mesh
@@ -63,6 +63,9 @@ _APP_PROTOCOLS: dict[str, Protocol] = {
     "kubernetes.io/h2c": "http2",
     "grpc": "http2",
     "tcp": "tcp",
+    # TLS the sidecar cannot read: proxied as TCP
+    "https": "tcp",
+    "tls": "tcp",
 }
 
 
@@ -200,6 +203,75 @@ def _app_port(slice_: Body, port_name: str) -> int | None:
     return None
 
 
+def _service_port(
+    svc: Body,
+    port: Body,
+    slices: list[Body],
+    mesh_pods: Mapping[str, Body],
+    captured: set[str],
+    inbound_ports: Mapping[str, int],
+    objects: ClusterObjects,
+) -> tuple[ServiceInfo, list[tuple[str, int]]]:
+    """One port of a Service as a :class:`ServiceInfo` view, and the (pod, app port) pairs that serve it."""
+    namespace = str(_meta(svc).get("namespace"))
+    instances: list[InstanceInfo] = []
+    served: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for s in slices:
+        app_port = _app_port(s, str(port.get("name") or ""))
+        for ep in s.get("endpoints") or []:
+            ref = ep.get("targetRef") or {}
+            pod_key = f"{ref.get('namespace') or namespace}/{ref.get('name')}"
+            pod = mesh_pods.get(pod_key) if ref.get("kind") == "Pod" else None
+            if pod is None or not _ready(ep) or pod_key in seen or app_port is None:
+                continue
+            address = _pod_ip(pod)
+            if not address:
+                continue
+            seen.add(pod_key)
+            region, zone = _locality(pod, str(ep.get("zone") or ""), objects.nodes)
+            instances.append(
+                InstanceInfo(
+                    workload=str(_meta(pod).get("name")),
+                    namespace=namespace,
+                    address=address,
+                    # captured: peers dial the app's port, the pod's iptables hand it to the sidecar
+                    port=app_port if pod_key in captured else inbound_ports[pod_key],
+                    labels=tuple(sorted((_meta(pod).get("labels") or {}).items())),
+                    region=region,
+                    zone=zone,
+                    service_account=_service_account(pod),
+                )
+            )
+            served.append((pod_key, app_port))
+    instances.sort(key=lambda i: i.workload)
+    view = ServiceInfo(
+        str(_meta(svc).get("name")),
+        namespace,
+        int(port.get("port") or 0),
+        protocol_of(port),
+        tuple(instances),
+        _cluster_ip(svc.get("spec") or {}),
+    )
+    return view, served
+
+
+def _serve(
+    serves: dict[str, dict[int, str]], pod_key: str, svc_key: str, app_port: int, *, first_port: bool, captured: bool
+) -> bool:
+    """Record that a pod serves a Service's port. A captured pod's sidecar serves every app port (for the first
+    Service, by name, that has it); an explicit-mode sidecar has one inbound port: the first port of the first
+    Service. False: an explicit-mode pod that serves another Service already."""
+    pod_ports = serves.setdefault(pod_key, {})
+    if captured:
+        pod_ports.setdefault(app_port, svc_key)
+    elif not pod_ports and first_port:
+        pod_ports[app_port] = svc_key
+    elif first_port and svc_key not in pod_ports.values():
+        return False
+    return True
+
+
 def adapt(
     objects: ClusterObjects, policies: Iterable[Policy], mesh: Mesh | None = None
 ) -> tuple[MeshState, list[AdaptProblem]]:
@@ -208,8 +280,8 @@ def adapt(
     mesh_pods = {k: p for k, p in objects.pods.items() if in_mesh(p)}
     slices = _slices_by_service(objects.endpoint_slices[k] for k in sorted(objects.endpoint_slices))
     services: dict[str, ServiceInfo] = {}
-    #: pod key -> the (first, by name) service it serves, and its app port
-    serves: dict[str, tuple[str, int]] = {}
+    #: pod key -> app port -> the (first, by name) service it serves on that port
+    serves: dict[str, dict[int, str]] = {}
     captured = {k for k, p in mesh_pods.items() if transparent(p)}
     inbound_ports = {
         k: _port_annotation(p, INBOUND_PORT_ANNOTATION, DEFAULT_INBOUND_PORT, problems) for k, p in mesh_pods.items()
@@ -217,53 +289,25 @@ def adapt(
     for svc_key in sorted(objects.services):
         svc = objects.services[svc_key]
         spec = svc.get("spec") or {}
-        ports = spec.get("ports") or []
+        # Envoy proxies TCP only: a UDP/SCTP port is not the mesh's (kube-dns serves 53 over UDP and TCP), and a
+        # port number is one destination (the first port with it wins).
+        ports, numbers = [], set()
+        for port in spec.get("ports") or []:
+            if str(port.get("protocol") or "TCP") == "TCP" and port.get("port") not in numbers:
+                numbers.add(port.get("port"))
+                ports.append(port)
         if not ports or spec.get("type") == "ExternalName":
             continue
-        port = ports[0]
-        namespace = str(_meta(svc).get("namespace"))
-        instances: list[InstanceInfo] = []
-        seen: set[str] = set()
-        for s in slices.get(svc_key, []):
-            app_port = _app_port(s, str(port.get("name") or ""))
-            for ep in s.get("endpoints") or []:
-                ref = ep.get("targetRef") or {}
-                pod_key = f"{ref.get('namespace') or namespace}/{ref.get('name')}"
-                pod = mesh_pods.get(pod_key) if ref.get("kind") == "Pod" else None
-                if pod is None or not _ready(ep) or pod_key in seen or app_port is None:
-                    continue
-                address = _pod_ip(pod)
-                if not address:
-                    continue
-                seen.add(pod_key)
-                region, zone = _locality(pod, str(ep.get("zone") or ""), objects.nodes)
-                instances.append(
-                    InstanceInfo(
-                        workload=str(_meta(pod).get("name")),
-                        namespace=namespace,
-                        address=address,
-                        # captured: peers dial the app's port, the pod's iptables hand it to the sidecar
-                        port=app_port if pod_key in captured else inbound_ports[pod_key],
-                        labels=tuple(sorted((_meta(pod).get("labels") or {}).items())),
-                        region=region,
-                        zone=zone,
-                        service_account=_service_account(pod),
-                    )
-                )
-                if pod_key in serves and serves[pod_key][0] != svc_key:
-                    problems.append(
-                        AdaptProblem(f"Pod {pod_key}", f"serves {serves[pod_key][0]} already; {svc_key} not inbound")
-                    )
-                serves.setdefault(pod_key, (svc_key, app_port))
-        instances.sort(key=lambda i: i.workload)
-        services[svc_key] = ServiceInfo(
-            str(_meta(svc).get("name")),
-            namespace,
-            int(port.get("port") or 0),
-            protocol_of(port),
-            tuple(instances),
-            _cluster_ip(spec),
-        )
+        views = [
+            _service_port(svc, port, slices.get(svc_key, []), mesh_pods, captured, inbound_ports, objects)
+            for port in ports
+        ]
+        services[svc_key] = replace(views[0][0], other_ports=tuple(v for v, _ in views[1:]))
+        for n, (_, served) in enumerate(views):
+            for pod_key, app_port in served:
+                if not _serve(serves, pod_key, svc_key, app_port, first_port=n == 0, captured=pod_key in captured):
+                    first = next(iter(serves[pod_key].values()))
+                    problems.append(AdaptProblem(f"Pod {pod_key}", f"serves {first} already; {svc_key} not inbound"))
     workloads: dict[str, WorkloadInfo] = {}
     for pod_key in sorted(mesh_pods):
         pod = mesh_pods[pod_key]
@@ -274,10 +318,13 @@ def adapt(
         region, zone = _locality(pod, "", objects.nodes)
         inbound: tuple[InboundInfo, ...] = ()
         if pod_key in serves:
-            svc_key, app_port = serves[pod_key]
             if pod_key in captured:
-                inbound = (InboundInfo(svc_key, "0.0.0.0", app_port, "127.0.0.1", app_port),)
+                inbound = tuple(
+                    InboundInfo(svc_key, "0.0.0.0", app_port, "127.0.0.1", app_port)
+                    for app_port, svc_key in sorted(serves[pod_key].items())
+                )
             else:
+                app_port, svc_key = next(iter(serves[pod_key].items()))
                 inbound = (InboundInfo(svc_key, address, inbound_ports[pod_key], "127.0.0.1", app_port),)
         workloads[pod_key] = WorkloadInfo(
             namespace=namespace,

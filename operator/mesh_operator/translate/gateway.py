@@ -118,7 +118,9 @@ class GatewayRouting:
         self.outcomes: dict[PolicyKey, RouteOutcome] = {}
         self._producer: dict[str, list[GatewayRoute]] = {}
         self._consumer: dict[tuple[str, str], list[GatewayRoute]] = {}
-        self._built: dict[tuple[str, str], ServiceRouting] = {}
+        #: (route, parent service) -> the ports its parentRefs name (``None``: every port of the Service)
+        self._ports: dict[tuple[PolicyKey, str], set[int | None]] = {}
+        self._built: dict[tuple[str, str, int], ServiceRouting] = {}
         for route in sorted(state.routes, key=_age):
             self._resolve(route)
 
@@ -142,7 +144,7 @@ class GatewayRouting:
             svc = self.state.services.get(f"{parent_ns}/{ref.name}")
             if svc is None:
                 po.refuse(NO_MATCHING_PARENT, Violation(path, f"service {parent_ns}/{ref.name} does not exist"))
-            elif ref.port is not None and ref.port != svc.port:
+            elif svc.on_port(ref.port) is None:
                 po.refuse(NO_MATCHING_PARENT, Violation(f"{path}.port", f"service {svc.host} has no port {ref.port}"))
             if ref.section_name is not None:
                 po.refuse(UNSUPPORTED_VALUE, Violation(f"{path}.sectionName", "is not supported for Service parents"))
@@ -157,6 +159,7 @@ class GatewayRouting:
                 )
                 if not any(r is route for r in attached):  # two parentRefs to one Service: its rules once
                     attached.append(route)
+                self._ports.setdefault((route_key(route), key), set()).add(ref.port)
 
     def _ref_problems(self, route: GatewayRoute) -> list[tuple[Violation, str]]:
         out = []
@@ -190,17 +193,31 @@ class GatewayRouting:
         svc = self.state.services.get(key)
         if svc is None:
             return None, (Violation(path, f"service {key} does not exist"), BACKEND_NOT_FOUND)
-        if b.port is not None and b.port != svc.port:
+        view = svc.on_port(b.port)
+        if view is None:
             return None, (Violation(f"{path}.port", f"service {key} has no port {b.port}"), BACKEND_NOT_FOUND)
+        svc = view
         if isinstance(route, GRPCRoute) and svc.protocol != "http2":
             why = f"service {key} speaks {svc.protocol.upper()}; a GRPCRoute needs HTTP2"
             return None, (Violation(path, why), UNSUPPORTED_PROTOCOL)
         return svc, None
 
-    def attached(self, service_key: str, caller_ns: str) -> list[GatewayRoute]:
-        """The routes callers in ``caller_ns`` get for the service: their namespace's consumer routes, else the
-        producer routes."""
-        return self._consumer.get((service_key, caller_ns)) or self._producer.get(service_key, [])
+    def attached(self, service_key: str, caller_ns: str, port: int | None = None) -> list[GatewayRoute]:
+        """The routes callers in ``caller_ns`` get for the service on ``port`` (``None``: any port): their
+        namespace's consumer routes, else the producer routes. A route whose parentRefs name ports attaches to
+        those ports only."""
+        return self._attached(service_key, caller_ns, port)[0]
+
+    def _attached(self, service_key: str, caller_ns: str, port: int | None) -> tuple[list[GatewayRoute], bool]:
+        def on_port(routes: list[GatewayRoute]) -> list[GatewayRoute]:
+            if port is None:
+                return routes
+            return [r for r in routes if self._ports.get((route_key(r), service_key), {None}) & {None, port}]
+
+        consumer = on_port(self._consumer.get((service_key, caller_ns), []))
+        if consumer:
+            return consumer, True
+        return on_port(self._producer.get(service_key, [])), False
 
     def routed_services(self) -> dict[str, list[GatewayRoute]]:
         """Every service with at least one route attached, and all its routes (producer and consumer)."""
@@ -212,26 +229,35 @@ class GatewayRouting:
     # -- building routes ----------------------------------------------------------------------------------------
 
     def routing(
-        self, service_key: str, caller_ns: str, base: ServiceRouting, routing_of: Callable[[str], ServiceRouting]
+        self,
+        service_key: str,
+        caller_ns: str,
+        base: ServiceRouting,
+        routing_of: Callable[[str, int | None], ServiceRouting],
+        port: int | None = None,
     ) -> ServiceRouting:
-        """What a caller in ``caller_ns`` gets for the service: ``base`` (its TrafficPolicy routing) unless
-        Gateway API routes apply to it."""
-        routes = self.attached(service_key, caller_ns)
+        """What a caller in ``caller_ns`` gets for the service on ``port`` (``None``: its first port): ``base``
+        (its TrafficPolicy routing on that port) unless Gateway API routes apply to it."""
+        svc = self.state.services[service_key].on_port(port)
+        if svc is None:
+            return base
+        routes, consumer = self._attached(service_key, caller_ns, svc.port)
         if not routes:
             return base
-        ns_key = caller_ns if (service_key, caller_ns) in self._consumer else ""
-        if (service_key, ns_key) not in self._built:
-            self._built[(service_key, ns_key)] = self._build(service_key, routes, base, routing_of)
-        return self._built[(service_key, ns_key)]
+        ns_key = caller_ns if consumer else ""
+        slot = (service_key, ns_key, svc.port)
+        if slot not in self._built:
+            self._built[slot] = self._build(svc, routes, base, routing_of)
+        return self._built[slot]
 
     def _build(
         self,
-        service_key: str,
+        svc: ServiceInfo,
         routes: list[GatewayRoute],
         base: ServiceRouting,
-        routing_of: Callable[[str], ServiceRouting],
+        routing_of: Callable[[str, int | None], ServiceRouting],
     ) -> ServiceRouting:
-        svc = self.state.services[service_key]
+        service_key = svc.key
         # What a route gets unless it says otherwise: the Service-wide settings of its TrafficPolicy and
         # RetryPolicy (never a TrafficPolicy rule's: those rules are superseded).
         tp = self.resolved.traffic.get(service_key)
@@ -260,7 +286,7 @@ class GatewayRouting:
         route: GatewayRoute,
         i: int,
         default: ir.Route,
-        routing_of: Callable[[str], ServiceRouting],
+        routing_of: Callable[[str, int | None], ServiceRouting],
         clusters: dict[str, ir.Cluster],
     ) -> list[tuple[tuple[object, ...], ir.Route]]:
         rule = route.spec.rules[i]
@@ -272,7 +298,7 @@ class GatewayRouting:
                 return None
             name = cluster_name(target)
             if name not in clusters:
-                clusters[name] = routing_of(f"{target.namespace}/{target.name}").clusters[0]
+                clusters[name] = routing_of(target.key, target.port).clusters[0]
             return name
 
         weighted: list[ir.WeightedCluster] = []

@@ -31,6 +31,9 @@ APPLIED = "meshwork.io/Applied"
 SUPPORTED_FEATURES = (
     "GRPCRoute",
     "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
     "HTTPRouteBackendTimeout",
     "HTTPRouteCORS",
     "HTTPRouteHostRewrite",
@@ -43,6 +46,7 @@ SUPPORTED_FEATURES = (
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "Mesh",
+    "MeshClusterIPMatching",
     "MeshConsumerRoute",
     "MeshHTTPRouteNamedRouteRule",
     "MeshHTTPRouteQueryParamMatching",

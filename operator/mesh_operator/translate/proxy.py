@@ -93,10 +93,32 @@ class ProxyBuilder:
             self._scoper = Scoper(self.state, self.resolved.access, self.mesh.trust_domain)
         return self._scoper.scope(w)
 
-    def routing_for(self, service_key: str, caller_namespace: str) -> ServiceRouting:
-        """A service's outbound routing as callers in ``caller_namespace`` see it (Gateway API routes, if any
-        apply to them, else the TrafficPolicy's)."""
-        return self.gateway.routing(service_key, caller_namespace, self.routing(service_key), self.routing)
+    def routing_for(self, service_key: str, caller_namespace: str, port: int | None = None) -> ServiceRouting:
+        """A service's outbound routing on one of its ports (``None``: the first) as callers in
+        ``caller_namespace`` see it (Gateway API routes, if any apply to them, else the TrafficPolicy's)."""
+        base = self.routing_on(service_key, port)
+        return self.gateway.routing(service_key, caller_namespace, base, self.routing_on, port)
+
+    def routing_on(self, service_key: str, port: int | None) -> ServiceRouting:
+        """A service's outbound routing on one of its ports: the first port's is :meth:`routing`; another port's
+        is the same translation of that port's view (its own cluster ``host|port``), memoized the same way."""
+        svc = self.state.services[service_key]
+        view = svc.on_port(port)
+        if view is None or view is svc:
+            return self.routing(service_key)
+        r = self.resolved
+        tp, retry = r.traffic.get(service_key), r.retry.get(service_key)
+        rule_retries = self._rule_retries.get(service_key, {})
+        ids = service_identities(svc, self.mesh.trust_domain)
+        keys = (view, self.state.mesh, tp, retry, ids, *(x for kv in sorted(rule_retries.items()) for x in kv))
+        try:
+            result = _ROUTING.get(keys, lambda: service_routing(view, self.state.mesh, tp, retry, rule_retries, ids))
+        except Exception as e:
+            self.failures += 1
+            result = self._routing_without_culprit(view, tp, retry, rule_retries, ids, e)
+        if self.apply_warnings:
+            apply_routing_warnings(r.outcomes, result)
+        return result
 
     def routing(self, service_key: str) -> ServiceRouting:
         """A service's outbound routing, computed once per translation and reused across translations while
@@ -160,6 +182,7 @@ class ProxyBuilder:
         inbound = []
         for ib in w.inbound:
             svc = self.state.services[ib.service]
+            svc = next((v for v in svc.port_views() if ib.listen_port in {i.port for i in v.instances}), svc)
             local = ir.Cluster(
                 name=f"inbound|{ib.listen_port}",
                 service=svc.host,

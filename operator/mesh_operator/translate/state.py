@@ -47,10 +47,27 @@ class ServiceInfo:
     instances: tuple[InstanceInfo, ...] = ()
     #: The Service's virtual IP, where captured (transparent-mode) callers dial it.
     cluster_ip: str | None = None
+    #: The Service's other ports, each as a view of the same Service (its own port, protocol and instances, no
+    #: ``other_ports`` of its own). This object is the first port's view.
+    other_ports: tuple[ServiceInfo, ...] = ()
 
     @property
     def host(self) -> str:
         return f"{self.name}.{self.namespace}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def port_views(self) -> tuple[ServiceInfo, ...]:
+        """Every port of the Service, the first one first."""
+        return (self, *self.other_ports)
+
+    def on_port(self, port: int | None) -> ServiceInfo | None:
+        """The view of one of the Service's ports (``None``: the first port), or ``None`` if it has no such port."""
+        if port is None:
+            return self
+        return next((v for v in self.port_views() if v.port == port), None)
 
 
 @dataclass(frozen=True, slots=True)
