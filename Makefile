@@ -33,6 +33,7 @@ envoy-rules: .venv-upb/.installed
 
 test: install lint .venv-upb/.installed $(TEST_PREREQS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory conformance CONFORMANCE_ARGS="--report-dir=$$(mktemp -d) $(CONFORMANCE_ARGS)"
 
 demo: install
 	$(BIN)/python examples/demo.py

@@ -8,6 +8,9 @@
 #   make conformance-suite  go test -c of conformance/ -> ~/.cache/meshwork/conformance/mesh.test
 #   make echo-image         Istio's echo server+client from source -> OCI archive (the suite's echo-advanced image)
 #   make conformance        all of the above (+ cluster binaries, images), then the suite; report in docs/conformance/
+#
+# `make test` builds the suite and the echo image with the other prerequisites (before any test tier) and runs the
+# suite after pytest, writing its report to a temporary directory (the committed report stays as it is).
 
 GATEWAY_API_CACHE ?= $(HOME)/.cache/meshwork/gateway-api
 CONFORMANCE_BIN   ?= $(HOME)/.cache/meshwork/conformance/mesh.test
@@ -29,3 +32,5 @@ conformance: install k8s-cluster-binaries images gateway-api-crds conformance-su
 	$(BIN)/python scripts/gateway-api/conformance.py --crds $(GATEWAY_API_CACHE)/v1.6.1 \
 		--echo-image "$$(scripts/gateway-api/build-echo-image.sh)" --suite $(CONFORMANCE_BIN) \
 		--version v$(MESHWORK_VERSION) $(CONFORMANCE_ARGS)
+
+TEST_PREREQS += gateway-api-crds conformance-suite echo-image
