@@ -6,7 +6,8 @@ a caller can tell the replicas of one Deployment apart).
 header x-echo-set-header: name=value -> the answer carries that response header (tests of what the mesh keeps)
 GET /healthz             -> 200, or 503 after POST /admin-toggle-health (used to show active health checks)
 --fail-every N           -> every Nth request answers 503 (a flaky instance)
---delay-ms N             -> answer after N ms
+--delay-ms N             -> answer after N ms (header x-echo-delay-ms: N does the same for one request)
+GET /echo-requests       -> 200 JSON {paths: the last 200 paths this instance served, oldest first} (not counted)
 --upstream URL           -> GET /call/<path> forwards to URL/<path> and wraps the answer
 Standard library only, so it runs anywhere the mesh does.
 """
@@ -14,6 +15,7 @@ Standard library only, so it runs anywhere the mesh does.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import socket
 import threading
@@ -32,6 +34,7 @@ class State:
         self.upstream = args.upstream
         self.healthy = True
         self.count = 0
+        self.seen: collections.deque[str] = collections.deque(maxlen=200)
         self.lock = threading.Lock()
 
 
@@ -67,11 +70,20 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 state.healthy = not state.healthy
                 self._send(200, {"service": state.name, "healthy": state.healthy})
                 return
+            if self.path == "/echo-requests":
+                with state.lock:
+                    seen = list(state.seen)
+                self._send(200, {"service": state.name, "paths": seen})
+                return
             with state.lock:
                 state.count += 1
                 n = state.count
-            if state.delay_ms:
-                time.sleep(state.delay_ms / 1000)
+                state.seen.append(self.path)
+            delay_ms = state.delay_ms
+            if (asked := self.headers.get("x-echo-delay-ms") or "").isdigit():
+                delay_ms = min(int(asked), 30_000)
+            if delay_ms:
+                time.sleep(delay_ms / 1000)
             if state.fail_every and n % state.fail_every == 0:
                 self._send(503, {"service": state.name, "error": "flaky by design", "request": n})
                 return
