@@ -106,6 +106,19 @@ class ProxyBuilder:
         view = svc.on_port(port)
         if view is None or view is svc:
             return self.routing(service_key)
+        return self._translate_routing(service_key, view)
+
+    def routing(self, service_key: str) -> ServiceRouting:
+        """A service's outbound routing, computed once per translation and reused across translations while
+        the service and every policy it depends on are the same objects."""
+        if service_key not in self._routing:
+            self._routing[service_key] = self._translate_routing(service_key, self.state.services[service_key])
+        return self._routing[service_key]
+
+    def _translate_routing(self, service_key: str, view: ServiceInfo) -> ServiceRouting:
+        """The routing of ``view`` (the service or one of its port views) with the service's policies, memoized
+        across translations by value; a raising translation is retried without its culprit."""
+        svc = self.state.services[service_key]
         r = self.resolved
         tp, retry = r.traffic.get(service_key), r.retry.get(service_key)
         rule_retries = self._rule_retries.get(service_key, {})
@@ -119,26 +132,6 @@ class ProxyBuilder:
         if self.apply_warnings:
             apply_routing_warnings(r.outcomes, result)
         return result
-
-    def routing(self, service_key: str) -> ServiceRouting:
-        """A service's outbound routing, computed once per translation and reused across translations while
-        the service and every policy it depends on are the same objects."""
-        if service_key not in self._routing:
-            svc = self.state.services[service_key]
-            r = self.resolved
-            tp, retry = r.traffic.get(service_key), r.retry.get(service_key)
-            rule_retries = self._rule_retries.get(service_key, {})
-            ids = service_identities(svc, self.mesh.trust_domain)
-            keys = (svc, self.state.mesh, tp, retry, ids, *(x for kv in sorted(rule_retries.items()) for x in kv))
-            try:
-                result = _ROUTING.get(keys, lambda: service_routing(svc, self.state.mesh, tp, retry, rule_retries, ids))
-            except Exception as e:
-                self.failures += 1
-                result = self._routing_without_culprit(svc, tp, retry, rule_retries, ids, e)
-            if self.apply_warnings:
-                apply_routing_warnings(r.outcomes, result)
-            self._routing[service_key] = result
-        return self._routing[service_key]
 
     def _routing_without_culprit(
         self,
