@@ -1,4 +1,5 @@
 # Meshwork: `make demo` runs the local mesh end to end, `make test` runs every test tier that can run here.
+SHELL  := bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -31,9 +32,25 @@ lint: install
 envoy-rules: .venv-upb/.installed
 	.venv-upb/bin/python scripts/envoy/extract_rules.py > operator/mesh_operator/validation/envoy_rules.json
 
+# Two lanes side by side once every build is done: the host tiers (unit, golden, envoy, k8s), and the real cluster's
+# (tests/cluster and e2e/, then the Gateway API conformance suite on a fresh cluster). The cluster lane mostly waits
+# on pods, so the two overlap well on 2 cores. Each line is prefixed with its lane; each lane ends with its own
+# pytest summary; `make test` fails if either fails. PYTEST_ARGS go to both lanes. (No --output-sync: it would hold
+# a lane's output until the lane ends; `sed -u` writes whole lines, so the lanes interleave line by line.)
+HOST_TIERS    := tests/unit tests/golden tests/envoy tests/k8s
+CLUSTER_TIERS := tests/cluster e2e
+
 test: install lint .venv-upb/.installed $(TEST_PREREQS)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory conformance CONFORMANCE_ARGS="--report-dir=$$(mktemp -d) $(CONFORMANCE_ARGS)"
+	@$(MAKE) --no-print-directory -j2 test-host test-cluster
+
+.PHONY: test-host test-cluster
+test-host:
+	@set -o pipefail; $(BIN)/python -u -m pytest $(HOST_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[host] /'
+
+test-cluster:
+	@set -o pipefail; $(BIN)/python -u -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[cluster] /'
+	@set -o pipefail; $(MAKE) --no-print-directory conformance \
+		CONFORMANCE_ARGS="--report-dir=$$(mktemp -d) $(CONFORMANCE_ARGS)" 2>&1 | sed -u 's/^/[cluster] /'
 
 demo: install
 	$(BIN)/python examples/demo.py
