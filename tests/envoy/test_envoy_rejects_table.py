@@ -19,6 +19,7 @@ from mesh_operator.loader import load_text
 from mesh_operator.translate import MeshState, PolicyKey, policies
 from mesh_operator.translate.status import INVALID, REJECTED_BY_ENVOY, TRANSLATION_FAILED
 from mesh_operator.validation import errors, validate_document
+from tests.envoy.inventories import ONE_BACKEND
 from xds_server.preflight import Preflight
 
 pytestmark = pytest.mark.envoy
@@ -27,28 +28,13 @@ CASES: list[dict[str, Any]] = yaml.safe_load(
     (Path(__file__).parents[1] / "validation" / "envoy_rejects.yaml").read_text()
 )
 
-INVENTORY = """
-apiVersion: meshwork.io/v1alpha1
-kind: Inventory
-metadata: {name: local}
-spec:
-  services:
-    - name: backend
-      ports: [{port: 8080}]
-      instances:
-        - {name: backend-1, address: 127.0.0.1, port: 9001, labels: {version: v1}, sidecar: {inboundPort: 15001}}
-  clients:
-    - name: caller
-      sidecar: {upstreams: [{service: backend, localPort: 18080}]}
-"""
-
 
 def _doc(case: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "meshwork.io/v1alpha1", "metadata": {"name": "case", "namespace": "default"}, **case["doc"]}
 
 
 def _state(*docs: dict[str, Any]) -> MeshState:
-    text = INVENTORY + "".join("---\n" + yaml.safe_dump(d) for d in docs)
+    text = ONE_BACKEND + "".join("---\n" + yaml.safe_dump(d) for d in docs)
     return load_text(text, "case.yaml").state()
 
 

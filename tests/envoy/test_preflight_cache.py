@@ -15,25 +15,12 @@ from mesh_operator.control.build import Incremental, build
 from mesh_operator.loader import load_text
 from mesh_operator.translate import MeshState, PolicyKey, policies
 from mesh_operator.translate.status import REJECTED_BY_ENVOY
+from tests.envoy.inventories import ONE_BACKEND
 from xds_server.preflight import Preflight
 from xds_server.snapshot import CLUSTER, ROUTE
 
 pytestmark = pytest.mark.envoy
 
-INVENTORY = """
-apiVersion: meshwork.io/v1alpha1
-kind: Inventory
-metadata: {name: local}
-spec:
-  services:
-    - name: backend
-      ports: [{port: 8080}]
-      instances:
-        - {name: backend-1, address: 127.0.0.1, port: 9001, labels: {version: v1}, sidecar: {inboundPort: 15001}}
-  clients:
-    - name: caller
-      sidecar: {upstreams: [{service: backend, localPort: 18080}]}
-"""
 KEY = PolicyKey("TrafficPolicy", "default", "tp")
 
 
@@ -44,7 +31,7 @@ def _state(generation: int, spec: dict[str, Any]) -> MeshState:
         "metadata": {"name": "tp", "namespace": "default", "generation": generation},
         "spec": {"targetRef": {"name": "backend"}, **spec},
     }
-    return load_text(INVENTORY + "---\n" + yaml.safe_dump(doc), "tp.yaml").state()
+    return load_text(ONE_BACKEND + "---\n" + yaml.safe_dump(doc), "tp.yaml").state()
 
 
 @pytest.fixture
