@@ -49,7 +49,7 @@ def meshctl_status(m: RunningMesh) -> tuple[int, str, dict[str, Any]]:
     return table.returncode, table.stdout, json.loads(doc.stdout)
 
 
-def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_two_seconds(mesh: LocalMeshBuilder) -> None:
+def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_seconds(mesh: LocalMeshBuilder) -> None:
     mesh.service("backend", instances=VERSIONS)
     mesh.client("caller", upstreams=["backend"])
     file = mesh.policy(split(100, 0))
@@ -57,8 +57,10 @@ def test_flipping_a_split_in_the_policy_file_moves_all_traffic_within_two_second
         assert served(m) == {"backend-v1"}
         # From the file write until every proxy ACKed the new config: the move itself. The 20 requests after it
         # prove that all traffic moved; their own duration (the test client's, on a shared machine) is not part of it.
+        # The bound catches a change that waits for a resync or a timer instead of being pushed (well above the
+        # ~0.2-1 s it takes, so a loaded machine does not fail it); the latency itself is measured by bench/push.py.
         took = m.edit(file, split(0, 100))
-        assert took < 2.0, took
+        assert took < 5.0, took
         assert served(m) == {"backend-v2"}
 
 
