@@ -34,8 +34,8 @@ envoy-rules: .venv-upb/.installed
 # The prerequisites of `make test` (TEST_PREREQS, from mk/*.mk), all finished before any test tier starts: the
 # Debian packages first (one apt-get at a time), then the builds PREREQ_JOBS at a time, because module downloads,
 # debootstrap and single-threaded links leave cores idle that another build fills (docs/notes/coldbuild.md).
-# k8s-cluster-binaries builds kube-apiserver and helm itself (with the cluster's components), so k8s-binaries is
-# left out beside it.
+# k8s-cluster-binaries (the longest) is first and starts at once; it builds kube-apiserver and helm itself (with
+# the cluster's components), so k8s-binaries is left out beside it.
 PREREQ_JOBS   ?= 3
 APT_PREREQS   := $(filter capture-tools,$(TEST_PREREQS)) $(if $(filter k8s-cluster-binaries images,$(TEST_PREREQS)),k8s-cluster-packages)
 BUILD_PREREQS := $(filter-out capture-tools $(if $(filter k8s-cluster-binaries,$(TEST_PREREQS)),k8s-binaries),$(TEST_PREREQS))
@@ -43,7 +43,7 @@ BUILD_PREREQS := $(filter-out capture-tools $(if $(filter k8s-cluster-binaries,$
 .PHONY: test-prereqs
 test-prereqs: install .venv-upb/.installed
 	$(if $(strip $(APT_PREREQS)),@$(MAKE) --no-print-directory $(APT_PREREQS))
-	$(if $(strip $(BUILD_PREREQS)),@$(MAKE) --no-print-directory -j$(PREREQ_JOBS) $(BUILD_PREREQS))
+	$(if $(strip $(BUILD_PREREQS)),@$(MAKE) --no-print-directory -j$(PREREQ_JOBS) APT_DONE=1 $(BUILD_PREREQS))
 
 test: install lint .venv-upb/.installed test-prereqs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
