@@ -32,6 +32,20 @@ lint: install
 envoy-rules: .venv-upb/.installed
 	.venv-upb/bin/python scripts/envoy/extract_rules.py > operator/mesh_operator/validation/envoy_rules.json
 
+# The prerequisites of `make test` (TEST_PREREQS, from mk/*.mk), all finished before any test tier starts: the
+# Debian packages first (one apt-get at a time), then the builds PREREQ_JOBS at a time, because module downloads,
+# debootstrap and single-threaded links leave cores idle that another build fills (docs/notes/coldbuild.md).
+# k8s-cluster-binaries (the longest) is first and starts at once; it builds kube-apiserver and helm itself (with
+# the cluster's components), so k8s-binaries is left out beside it.
+PREREQ_JOBS   ?= 3
+APT_PREREQS   := $(filter capture-tools,$(TEST_PREREQS)) $(if $(filter k8s-cluster-binaries images,$(TEST_PREREQS)),k8s-cluster-packages)
+BUILD_PREREQS := $(filter-out capture-tools $(if $(filter k8s-cluster-binaries,$(TEST_PREREQS)),k8s-binaries),$(TEST_PREREQS))
+
+.PHONY: test-prereqs
+test-prereqs: install .venv-upb/.installed
+	$(if $(strip $(APT_PREREQS)),@$(MAKE) --no-print-directory $(APT_PREREQS))
+	$(if $(strip $(BUILD_PREREQS)),@$(MAKE) --no-print-directory -j$(PREREQ_JOBS) APT_DONE=1 $(BUILD_PREREQS))
+
 # Two lanes side by side once every build is done: the host tiers (unit, golden, envoy, k8s), and the real cluster's
 # (tests/cluster and e2e/, then the Gateway API conformance suite on a fresh cluster). The cluster lane mostly waits
 # on pods, so the two overlap well on 2 cores. Each line is prefixed with its lane; each lane ends with its own
@@ -40,7 +54,7 @@ envoy-rules: .venv-upb/.installed
 HOST_TIERS    := tests/unit tests/golden tests/envoy tests/k8s
 CLUSTER_TIERS := tests/cluster e2e
 
-test: install lint .venv-upb/.installed $(TEST_PREREQS)
+test: install lint .venv-upb/.installed test-prereqs
 	@$(MAKE) --no-print-directory -j2 test-host test-cluster
 
 .PHONY: test-host test-cluster

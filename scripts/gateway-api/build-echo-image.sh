@@ -72,10 +72,9 @@ start=$SECONDS
 (
     cd "$mod"
     GOFLAGS=-mod=mod nice -n "$NICE" go mod tidy >&2
-    for cmd in server client; do
-        CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags=-s \
-            -o "$work/rootfs/usr/local/bin/$cmd" "istio.io/istio/pkg/test/echo/cmd/$cmd" >&2
-    done
+    # One `go build` of both programs: their shared packages compile once and the two links run in parallel.
+    CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags="-s -w" \
+        -o "$work/rootfs/usr/local/bin/" istio.io/istio/pkg/test/echo/cmd/server istio.io/istio/pkg/test/echo/cmd/client >&2
 )
 log "built in $((SECONDS - start))s"
 

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Build (or reuse) the binaries of the single-node cluster tier (tests/cluster, marker `cluster`):
 # kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, containerd (+ shim, ctr), CoreDNS and a
-# static `pause`. kube-apiserver and helm come from build-binaries.sh, which this script runs first.
+# static `pause`, plus build-binaries.sh's kube-apiserver and helm (built here with the others, then checked by it).
 #
-# Same approach and cache as build-binaries.sh (docs/cluster-test-tier.md):
-#   - Kubernetes components: one throwaway Go module requiring k8s.io/kubernetes vX.Y.Z with every staging module
-#     replaced by v0.Y.Z, one `go build -trimpath -tags selinux,notest` per cmd/..., CGO_ENABLED=0;
+# Same approach and cache as build-binaries.sh (docs/cluster-test-tier.md, docs/notes/coldbuild.md):
+#   - Kubernetes components (kube-apiserver included): one throwaway Go module requiring k8s.io/kubernetes vX.Y.Z
+#     with every staging module replaced by v0.Y.Z, ONE `go build -trimpath -tags selinux,notest -o DIR/` of every
+#     missing cmd/... (shared compiles once, links in parallel), CGO_ENABLED=0 (lib-build.sh);
+#   - helm: `go install` (lib-build.sh);
 #   - containerd: a plain `go install` of its three commands from the Go module proxy;
 #   - CoreDNS: a small main (scripts/k8s/coredns/) importing only the plugins the cluster uses, so the build fetches
 #     only those plugins' modules (the full CoreDNS pulls ~1.7 GB);
 #   - pause: scripts/k8s/pause.c, `gcc -static`.
 # Binaries go to ${MESHWORK_K8S_CACHE:-$HOME/.cache/meshwork/k8s}/<version>/, never into the repository.
 # Idempotent: a cached binary answering its version command with the expected version is reused.
-# One build at a time: the cache directory's lock (shared with build-binaries.sh) is held for the whole run, and
-# the builds run one after another (`go build` already uses every core) at nice ${MESHWORK_BUILD_NICE:-10}.
+# The cache directory's lock (shared with build-binaries.sh) is held for the whole run. The Kubernetes build runs
+# in the foreground; helm, containerd, CoreDNS and pause run one after another beside it, so their module
+# downloads and single-threaded links fill the cores the big build leaves idle. All at nice ${MESHWORK_BUILD_NICE:-10}.
 #
 # Environment: as build-binaries.sh, plus
 #   MESHWORK_CONTAINERD_VERSION  containerd version (default v2.4.2)
@@ -28,7 +31,7 @@ COREDNS_VERSION="${MESHWORK_COREDNS_VERSION:-v1.14.7}"
 CACHE_ROOT="${MESHWORK_K8S_CACHE:-$HOME/.cache/meshwork/k8s}"
 NICE="${MESHWORK_BUILD_NICE:-10}"
 OUT="$CACHE_ROOT/$K8S_VERSION"
-K8S_COMPONENTS=(kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
+K8S_COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
 
 log() { printf '[cluster-binaries] %s\n' "$*" >&2; }
 die() {
@@ -36,15 +39,13 @@ die() {
     exit 1
 }
 fmt_elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+HELM_VERSION="${MESHWORK_HELM_VERSION:-v3.22.0}" # keep in step with build-binaries.sh (it checks helm at the end)
 
 [[ "$K8S_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "MESHWORK_K8S_VERSION must look like v1.35.4, got '$K8S_VERSION'"
 K8S_MINOR="${BASH_REMATCH[1]}"
 STAGING_VERSION="v0.${K8S_MINOR}.${BASH_REMATCH[2]}"
 [[ "$CONTAINERD_VERSION" =~ ^v2\.[0-9]+\.[0-9]+$ ]] || die "MESHWORK_CONTAINERD_VERSION must look like v2.4.2, got '$CONTAINERD_VERSION'"
 [[ "$COREDNS_VERSION" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "MESHWORK_COREDNS_VERSION must look like v1.14.7, got '$COREDNS_VERSION'"
-
-# kube-apiserver and helm first (it takes and releases the same lock).
-"$HERE/build-binaries.sh" >/dev/null
 
 mkdir -p "$OUT"
 if command -v flock >/dev/null 2>&1; then
@@ -65,6 +66,7 @@ k8s_ok() {
         *) out="$("$bin" --version 2>/dev/null)" && grep -qx "Kubernetes $K8S_VERSION" <<<"$out" ;;
     esac
 }
+helm_ok() { [[ -x "$OUT/helm" ]] && "$OUT/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; }
 containerd_ok() {
     [[ -x "$OUT/containerd" && -x "$OUT/containerd-shim-runc-v2" && -x "$OUT/ctr" ]] &&
         [[ "$("$OUT/containerd" --version 2>/dev/null)" == *" $CONTAINERD_VERSION "* ]] &&
@@ -84,46 +86,9 @@ need_go() {
 module proxy; install Go >= 1.25 (https://go.dev/dl/) or provide cached binaries in $OUT"
 }
 
-build_k8s() {
-    local start work modfile staging m date ldflags
-    start=$SECONDS
-    work="$(mktemp -d "$OUT/.build-components.XXXXXX")"
-    WORK_DIRS+=("$work")
-    log "building ${missing_k8s[*]} $K8S_VERSION in $work (cold: ~10 min on 2 cores; nice $NICE)"
-    modfile="$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
-    [[ -n "$modfile" && -f "$modfile" ]] || die "could not download the go.mod of k8s.io/kubernetes@$K8S_VERSION from $(go env GOPROXY)"
-    staging="$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print $1 }' "$modfile" | sort -u)"
-    [[ -n "$staging" ]] || die "no k8s.io/* staging modules at v0.0.0 found in $modfile"
-    {
-        echo "module meshwork.local/kube-components-build"
-        echo
-        echo "go $(awk '$1 == "go" { print $2; exit }' "$modfile")"
-        echo
-        echo "require k8s.io/kubernetes $K8S_VERSION"
-        echo
-        echo "replace ("
-        for m in $staging; do echo "	$m => $m $STAGING_VERSION"; done
-        echo ")"
-    } >"$work/go.mod"
-    date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    ldflags="-s -w"
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR"
-        ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-    done
-    for c in "${missing_k8s[@]}"; do
-        (cd "$work" && go get "k8s.io/kubernetes/cmd/$c@$K8S_VERSION" >&2) ||
-            die "resolving k8s.io/kubernetes/cmd/$c@$K8S_VERSION failed (see above); GOPROXY=$(go env GOPROXY)"
-    done
-    for c in "${missing_k8s[@]}"; do
-        local t=$SECONDS
-        (cd "$work" && CGO_ENABLED=0 nice -n "$NICE" go build -trimpath -tags selinux,notest -ldflags "$ldflags" \
-            -o "$work/$c" "k8s.io/kubernetes/cmd/$c" >&2) || die "go build of $c $K8S_VERSION failed (see above)"
-        mv -f "$work/$c" "$OUT/$c"
-        log "$c built in $(fmt_elapsed $((SECONDS - t)))"
-    done
-    log "Kubernetes components built in $(fmt_elapsed $((SECONDS - start)))"
-}
+# k8s_build (one `go build` for every component asked for) and helm_build.
+# shellcheck source=lib-build.sh
+source "$HERE/lib-build.sh"
 
 build_containerd() {
     local start=$SECONDS
@@ -164,17 +129,40 @@ build_pause() {
 }
 
 total_start=$SECONDS
-# Quickest first (containerd ~2 min, CoreDNS, pause), then the Kubernetes components (~10 min cold).
-if ! containerd_ok; then need_go && build_containerd; fi
-containerd_ok || die "$OUT/containerd or ctr does not report $CONTAINERD_VERSION (got: $("$OUT/containerd" --version 2>&1 || true))"
-pause_ok || build_pause
-pause_ok || die "$OUT/pause -v does not answer 'meshwork pause'"
-if ! coredns_ok; then need_go && build_coredns; fi
-coredns_ok || die "$OUT/coredns -version does not print CoreDNS-${COREDNS_VERSION#v} (got: $("$OUT/coredns" -version 2>&1 || true))"
 missing_k8s=()
 for c in "${K8S_COMPONENTS[@]}"; do k8s_ok "$c" || missing_k8s+=("$c"); done
-if [[ ${#missing_k8s[@]} -gt 0 ]]; then need_go && build_k8s; fi
+# Beside the Kubernetes build: helm, containerd, pause, CoreDNS, one after another (each verified).
+side() {
+    WORK_DIRS=()
+    trap cleanup EXIT
+    if ! helm_ok; then need_go && helm_build; fi
+    helm_ok || die "$OUT/helm version --short does not start with $HELM_VERSION (got: $("$OUT/helm" version --short 2>&1 || true))"
+    if ! containerd_ok; then need_go && build_containerd; fi
+    containerd_ok || die "$OUT/containerd or ctr does not report $CONTAINERD_VERSION (got: $("$OUT/containerd" --version 2>&1 || true))"
+    pause_ok || build_pause
+    pause_ok || die "$OUT/pause -v does not answer 'meshwork pause'"
+    if ! coredns_ok; then need_go && build_coredns; fi
+    coredns_ok || die "$OUT/coredns -version does not print CoreDNS-${COREDNS_VERSION#v} (got: $("$OUT/coredns" -version 2>&1 || true))"
+}
+side &
+side_pid=$!
+k8s_rc=0
+if [[ ${#missing_k8s[@]} -gt 0 ]]; then
+    (
+        WORK_DIRS=()
+        trap cleanup EXIT
+        need_go && k8s_build "${missing_k8s[@]}"
+    ) || k8s_rc=$?
+fi
+side_rc=0
+wait "$side_pid" || side_rc=$?
+[[ $k8s_rc -eq 0 ]] || die "the Kubernetes components' build failed (see above)"
+[[ $side_rc -eq 0 ]] || die "helm, containerd, pause or CoreDNS failed (see above)"
 for c in "${K8S_COMPONENTS[@]}"; do k8s_ok "$c" || die "$OUT/$c does not report $K8S_VERSION"; done
+
+# build-binaries.sh (the k8s tier's script, same lock) now finds kube-apiserver and helm and checks them.
+exec 9>&-
+"$HERE/build-binaries.sh" >/dev/null
 
 log "kubelet $("$OUT/kubelet" --version | cut -d' ' -f2), containerd $CONTAINERD_VERSION, CoreDNS $COREDNS_VERSION, pause"
 log "ready in $(fmt_elapsed $((SECONDS - total_start))): $OUT"

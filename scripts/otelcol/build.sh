@@ -49,7 +49,7 @@ require (
 )
 MOD
 log "compiling at nice $NICE"
-(cd "$work/out" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -o "$work/otelcol-meshwork" . >&2)
+(cd "$work/out" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags="-s -w" -o "$work/otelcol-meshwork" . >&2)
 mv "$work/otelcol-meshwork" "$OUT/otelcol-meshwork"
 log "built in $((SECONDS - start))s"
 echo "$OUT/otelcol-meshwork"
