@@ -80,8 +80,10 @@ def load() -> dict[str, Any]:
     return {"loadavg_1m": round(one, 2), "loadavg_5m": round(five, 2), "loadavg_15m": round(fifteen, 2)}
 
 
-def write(bench: str, figures: dict[str, Any], load_at_start: dict[str, Any], notes: str = "") -> Path:
-    """Write ``bench/results/<bench>.json`` and return its path."""
+def write(
+    bench: str, figures: dict[str, Any], load_at_start: dict[str, Any], notes: str = "", name: str | None = None
+) -> Path:
+    """Write ``bench/results/<name or bench>.json`` and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
         "bench": bench,
@@ -94,7 +96,7 @@ def write(bench: str, figures: dict[str, Any], load_at_start: dict[str, Any], no
         "notes": notes,
         "figures": figures,
     }
-    path = RESULTS / f"{bench}.json"
+    path = RESULTS / f"{name or bench}.json"
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     print(f"  wrote {path.relative_to(ROOT)}", flush=True)
     return path

@@ -33,30 +33,37 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def incremental_row(objects: list[Any], services: int, routes: int, changes: int) -> dict[str, Any]:
+def incremental_row(
+    objects: list[Any], services: int, routes: int, changes: int, full_builds: bool = True
+) -> dict[str, Any]:
+    """``full_builds=False`` (``--skip-full``) leaves out the two full builds (minutes at 20k services on a loaded
+    machine): the row then has no share of a full build."""
     import translate as bench  # the mesh builders of bench/translate.py
 
     state = state_from_objects(objects)
     gc.collect()
     clear_caches()
-    t0 = time.perf_counter()
-    full = build(state, {}, {}, None)
-    t_full = time.perf_counter() - t0
-    resources = sum(len(by) for s in full.snapshots.values() for by in s.resources.values())
-    del full
-    t0 = time.perf_counter()
-    build(state, {}, {}, None)
-    t_full_warm = time.perf_counter() - t0
-    print(
-        f"  full build, {len(state.workloads)} proxies, {resources} resources: cold {t_full:.2f} s, "
-        f"warm {t_full_warm:.2f} s; peak RSS {_rss_mb():.0f} MB",
-        flush=True,
-    )
+    t_full = t_full_warm = None
+    if full_builds:
+        t0 = time.perf_counter()
+        full = build(state, {}, {}, None)
+        t_full = time.perf_counter() - t0
+        del full
+        t0 = time.perf_counter()
+        build(state, {}, {}, None)
+        t_full_warm = time.perf_counter() - t0
+        print(
+            f"  full build, {len(state.workloads)} proxies: cold {t_full:.2f} s, warm {t_full_warm:.2f} s; "
+            f"peak RSS {_rss_mb():.0f} MB",
+            flush=True,
+        )
 
     inc = Incremental()
-    t0 = time.perf_counter()
-    build(state, {}, {}, None, inc)
-    t_first = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    first = build(state, {}, {}, None, inc)
+    t_first, c_first = time.perf_counter() - t0, time.process_time() - c0
+    resources = sum(len(by) for s in first.snapshots.values() for by in s.resources.values())
+    del first
 
     index = {id(p): i for i, p in enumerate(state.policies)}
     tp0 = next(p for p in state.policies if p.kind == "TrafficPolicy" and p.metadata.name == "svc-0")
@@ -96,11 +103,16 @@ def incremental_row(objects: list[Any], services: int, routes: int, changes: int
 
     p_med, e_med = statistics.median(policy_times), statistics.median(endpoint_times)
     pc_med, ec_med = statistics.median(policy_cpu), statistics.median(endpoint_cpu)
+    share = (
+        f"{p_med / t_full * 100:.2f} % of the cold full build, {p_med / t_full_warm * 100:.2f} % of the warm one"
+        if t_full is not None and t_full_warm is not None
+        else f"{pc_med / c_first * 100:.3f} % of the first incremental build's CPU"
+    )
     print(
-        f"  incremental: first build {t_first:.2f} s; one policy change {p_med * 1000:.1f} ms wall / "
-        f"{pc_med * 1000:.1f} ms CPU ({p_med / t_full * 100:.2f} % of the cold full build, "
-        f"{p_med / t_full_warm * 100:.2f} % of the warm one); one endpoint change {e_med * 1000:.1f} ms wall / "
-        f"{ec_med * 1000:.1f} ms CPU (edge: only EDS changed: {eds_only}); rebuilt {len(rebuilt_policy)} "
+        f"  incremental: first build {t_first:.2f} s ({c_first:.1f} s CPU), {resources} resources; one policy change "
+        f"{p_med * 1000:.1f} ms wall / {pc_med * 1000:.1f} ms CPU (min {min(policy_cpu) * 1000:.1f}; {share}); "
+        f"one endpoint change {e_med * 1000:.1f} ms wall / {ec_med * 1000:.1f} ms CPU (min "
+        f"{min(endpoint_cpu) * 1000:.1f}; edge: only EDS changed: {eds_only}); rebuilt {len(rebuilt_policy)} "
         f"(patched {len(patched_policy)}) / {len(rebuilt_endpoint)} (patched {len(patched_endpoint)}) proxies; "
         f"peak RSS {_rss_mb():.0f} MB",
         flush=True,
@@ -113,13 +125,19 @@ def incremental_row(objects: list[Any], services: int, routes: int, changes: int
         "full_build_s": t_full,
         "full_build_warm_s": t_full_warm,
         "incremental_first_build_s": t_first,
+        "incremental_first_build_cpu_s": c_first,
         "policy_change_s": p_med,
         "policy_change_all_s": policy_times,
         "policy_change_cpu_s": pc_med,
-        "policy_change_share_of_full": p_med / t_full,
+        "policy_change_cpu_min_s": min(policy_cpu),
+        "policy_change_cpu_all_s": policy_cpu,
+        "policy_change_share_of_full": p_med / t_full if t_full is not None else None,
+        "policy_change_cpu_share_of_first_build": pc_med / c_first,
         "endpoint_change_s": e_med,
         "endpoint_change_all_s": endpoint_times,
         "endpoint_change_cpu_s": ec_med,
+        "endpoint_change_cpu_min_s": min(endpoint_cpu),
+        "endpoint_change_cpu_all_s": endpoint_cpu,
         "endpoint_change_only_eds": eds_only,
         "patched_on_policy_change": patched_policy,
         "patched_on_endpoint_change": patched_endpoint,

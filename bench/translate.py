@@ -266,6 +266,8 @@ def main() -> int:
         help="serialize: only the edge proxy vs upb; incremental: full vs O(changed) builds side by side",
     )
     parser.add_argument("--changes", type=int, default=7, help="incremental: changes of each kind (median)")
+    parser.add_argument("--skip-full", action="store_true", help="incremental: leave out the full builds")
+    parser.add_argument("--result", default="incremental", help="incremental: bench/results/NAME.json")
     parser.add_argument("--repeats", type=int, default=5, help="serialization repeats (minimum reported)")
     parser.add_argument("--baseline", metavar="GIT_REV", help="also time xds_server/serialize.py of this revision")
     args = parser.parse_args()
@@ -273,7 +275,7 @@ def main() -> int:
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     pipeline(build_objects(3, 1))  # one-time class setup of the generated message types, not part of any figure
     if args.only == "incremental":
-        return _incremental_main(sizes, args.changes, load_at_start)
+        return _incremental_main(sizes, args.changes, load_at_start, not args.skip_full, args.result)
     figures: dict[str, Any] = {}
     for services, routes in sizes:
         objects = build_objects(services, routes)
@@ -341,19 +343,24 @@ def _translation_row(objects: list[Any], services: int, routes: int) -> dict[str
     }
 
 
-def _incremental_main(sizes: list[tuple[int, ...]], changes: int, load_at_start: dict[str, Any]) -> int:
+def _incremental_main(
+    sizes: list[tuple[int, ...]], changes: int, load_at_start: dict[str, Any], full_builds: bool, result: str
+) -> int:
     from incremental_bench import incremental_row
 
     figures: dict[str, Any] = {}
     for services, routes in sizes:
         print(f"\n{services} services x {routes} routes", flush=True)
-        figures[f"{services}x{routes}"] = incremental_row(build_objects(services, routes), services, routes, changes)
+        objects = build_objects(services, routes)
+        figures[f"{services}x{routes}"] = incremental_row(objects, services, routes, changes, full_builds)
     bench_results.write(
         "incremental",
         figures,
         load_at_start,
         notes="full: cold build() of the whole mesh; changes: MeshState update + build() with the incremental "
-        "state (stage 1 + stage 2 + bytes + provenance of every proxy), median of --changes; same run",
+        "state (stage 1 + stage 2 + bytes + provenance of every proxy), median of --changes (CPU: process_time; "
+        "min also given); same run",
+        name=result,
     )
     return 0
 

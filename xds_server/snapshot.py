@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from xds_server.layered import Layered
+
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -66,11 +68,12 @@ class Snapshot:
         """This snapshot with some resources of one type replaced or added (equal to building it anew from the
         resulting items). The other types are shared, with their versions; replaced names keep their order."""
         current = self.of_type(type_url)
-        by_name = current.copy()  # type: ignore[attr-defined]  # a MappingProxyType: a copy of its dict
-        by_name.update(changes)
-        if len(by_name) != len(current):
-            by_name = dict(sorted(by_name.items()))
-        resources = {**self.resources, type_url: MappingProxyType(by_name)}
+        by_name: Mapping[str, CachedResource]
+        if all(name in current for name in changes):  # replaced only: same names, same order, no copy
+            by_name = Layered.over(current, changes)
+        else:
+            by_name = MappingProxyType(dict(sorted({**current, **changes}.items())))
+        resources = {**self.resources, type_url: by_name}
         versions = {t: v for t, v in self._type_versions.items() if t != type_url}  # type: ignore[attr-defined]
         return Snapshot._of_frozen({t: resources.get(t, MappingProxyType({})) for t in TYPE_ORDER}, versions)
 

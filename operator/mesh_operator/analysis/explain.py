@@ -14,6 +14,7 @@ bucket size, weighted splits the share of each backend.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl
@@ -261,7 +262,7 @@ def explain(state: MeshState, source: str, service: str, port: int | None, reque
 
 
 def _follow(
-    proxies: dict[str, ir.ProxyConfig], cfg: ir.ProxyConfig, lis: ir.OutboundListener, port: int, req: Request
+    proxies: Mapping[str, ir.ProxyConfig], cfg: ir.ProxyConfig, lis: ir.OutboundListener, port: int, req: Request
 ) -> Explanation:
     path, query = normalize_path(req.path)
     headers = _headers(req)

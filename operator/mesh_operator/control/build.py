@@ -14,6 +14,7 @@ import gc
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from mesh_operator.control.provenance import (
     ProxyProvenance,
@@ -49,14 +50,15 @@ MAX_ROUNDS = 4
 @dataclass
 class Built:
     translation: MeshTranslation
-    #: node id -> its resources (secrets are added by the control plane)
-    snapshots: dict[str, Snapshot]
+    #: node id -> its resources (secrets are added by the control plane); from an incremental build a read-only
+    #: view, valid until the next build with the same :class:`Incremental`
+    snapshots: Mapping[str, Snapshot]
     #: node id -> why it keeps the config it has
     failed: dict[str, str]
     #: every verdict reached after validation, to remember for the next translation
     rejected: dict[PolicyKey, Rejection]
-    #: node id -> Envoy resource name -> the policies that resource carries
-    resources: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    #: node id -> Envoy resource name -> the policies that resource carries (a view, as ``snapshots``)
+    resources: Mapping[str, Mapping[str, set[str]]] = field(default_factory=dict)
     preflight_seconds: float = 0.0
     rounds: int = 0
 
@@ -76,14 +78,14 @@ class Incremental:
     #: proxies whose stage 2 failed: retried every round, as the full path does
     stage2_failed: set[str] = field(default_factory=set)
     resources: dict[str, ProxyProvenance] = field(default_factory=dict)
-    provenance_by_node: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    provenance_by_node: dict[str, Mapping[str, set[str]]] = field(default_factory=dict)
     #: snapshots the pre-flight check already passed
     checked: dict[str, Snapshot] = field(default_factory=dict)
     _dirty: set[str] | None = None
     #: the translator's patch hints since the last provenance (see :data:`xds_server.translate.patch.Hint`)
     _hints: dict[str, Hint] = field(default_factory=dict)
 
-    def stage2(self, t: MeshTranslation, pin: _Pinner) -> dict[str, Snapshot]:
+    def stage2(self, t: MeshTranslation, pin: _Pinner) -> Mapping[str, Snapshot]:
         """Every proxy's snapshot, serializing only the proxies the translator rebuilt (and patching theirs)."""
         tr = self.translator
         hints = tr.hints if tr.last_path == "incremental" else {}
@@ -115,9 +117,9 @@ class Incremental:
                 continue
             self.snapshots[node] = done
             self.by_node[node] = done.snapshot
-        return dict(self.by_node)
+        return MappingProxyType(self.by_node)  # (a copy would cost O(proxies) per change)
 
-    def provenance(self, t: MeshTranslation) -> dict[str, dict[str, set[str]]]:
+    def provenance(self, t: MeshTranslation) -> Mapping[str, Mapping[str, set[str]]]:
         """Every proxy's resource provenance, recomputed (patched) for the proxies rebuilt since the last call."""
         nodes = list(t.proxies) if self._dirty is None else self._dirty
         for node in nodes:
@@ -130,7 +132,7 @@ class Incremental:
             self.provenance_by_node[node] = done.by_resource
         self._dirty = set()
         self._hints = {}
-        return dict(self.provenance_by_node)
+        return MappingProxyType(self.provenance_by_node)
 
 
 def build(
@@ -177,12 +179,11 @@ def _build(
             if outcome.reason == TRANSLATION_FAILED and key in current and key not in verdicts:
                 found[key] = Rejection(fingerprint(current[key]), TRANSLATION_FAILED, tuple(outcome.violations))
 
-        snapshots: dict[str, Snapshot] = {}
-        if incremental is not None:
-            snapshots = incremental.stage2(t, pin)
+        built: dict[str, Snapshot] = {}
+        snapshots: Mapping[str, Snapshot] = incremental.stage2(t, pin) if incremental is not None else built
         for node, cfg in t.proxies.items() if incremental is None else ():
             try:
-                snapshots[node] = snapshot_of_proxy(cfg)
+                built[node] = snapshot_of_proxy(cfg)
             except Exception as e:
                 message = f"translation failed: {type(e).__name__}: {e}; please report it"
                 pin(_stage2_suspects(cfg), TRANSLATION_FAILED, message, node)
@@ -197,8 +198,9 @@ def _build(
             started = time.perf_counter()
             refusals = preflight.check(todo)
             spent += time.perf_counter() - started
+            if refusals:
+                snapshots = {n: s for n, s in snapshots.items() if n not in refusals}
             for node, refusal in sorted(refusals.items()):
-                del snapshots[node]
                 by_resource = resource_policies(t.proxies[node])
                 blamed = set(by_resource.get(refusal.resource or "", ())) or culprits(refusal.message, by_resource)
                 message = f"Envoy refuses the config this produces (pre-flight check on {node}): "
@@ -206,6 +208,7 @@ def _build(
 
         if not found or round_no == MAX_ROUNDS:
             verdicts.update(found)
+            resources: Mapping[str, Mapping[str, set[str]]]
             if incremental is None:
                 resources = {n: resource_policies(cfg) for n, cfg in t.proxies.items()}
             else:

@@ -62,7 +62,7 @@ class PlaneStatus:
     #: node id -> why it keeps the config it had (translation failed, certificate, pre-flight, ...)
     failed: dict[str, str] = field(default_factory=dict)
     #: node id -> Envoy resource name -> the policies it carries (to name the culprit of a NACK)
-    resources_by_node: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    resources_by_node: dict[str, Mapping[str, set[str]]] = field(default_factory=dict)
     #: what the mesh's config asks for but cannot have yet (a sidecarEgress Service that does not exist, ...)
     warnings: list[str] = field(default_factory=list)
 
@@ -102,7 +102,7 @@ class ControlPlane:
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
         #: kept between translations so that each re-derives only what changed (O(changed), same result)
         self._incremental = Incremental()
-        self._policy_sets: dict[str, tuple[dict[str, set[str]], set[str]]] = {}
+        self._policy_sets: dict[str, tuple[Mapping[str, set[str]], set[str]]] = {}
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -176,7 +176,7 @@ class ControlPlane:
         desired: dict[str, str] = {}
         identities: dict[str, str] = {}
         policies_by_node: dict[str, set[str]] = {}
-        resources_by_node: dict[str, dict[str, set[str]]] = {}
+        resources_by_node: dict[str, Mapping[str, set[str]]] = {}
         bundle_pem = self.certs.bundle.to_pem()
         problems: list[str] = list(self._source_problems)
         failed = dict(built.failed)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from xds_server.ir import Cluster, InboundListener, OutboundListener, Provenance, ProxyConfig
+from xds_server.layered import GONE, Layered
 
 Element = InboundListener | OutboundListener | Cluster
 
@@ -86,7 +87,7 @@ class ProxyProvenance:
     """A proxy's config with its :func:`resource_policies`, the base of the next :func:`provenance_since`."""
 
     cfg: ProxyConfig
-    by_resource: dict[str, set[str]]
+    by_resource: Mapping[str, set[str]]
     #: no two outbound listeners of ``cfg`` share a name
     unique: bool
 
@@ -120,13 +121,11 @@ def provenance_since(
         pairs += [(a, b) for a, b in zip(old.clusters, cfg.clusters, strict=True) if a is not b]
     if len(pairs) > len(cfg.outbound) // 4 + len(cfg.clusters) // 4 + 8 or not previous.unique:
         return provenance(cfg)
-    new = dict(previous.by_resource)
+    changes: dict[str, set[str]] = {}
     for a, b in pairs:
         listener = isinstance(b, OutboundListener)
         if a.name != b.name or b.name.startswith("inbound|") or b.name.startswith("outbound|") != listener:
             return provenance(cfg)
-        if policies := element_policies(b):
-            new[b.name] = policies
-        else:
-            new.pop(b.name, None)
-    return ProxyProvenance(cfg, new, True)
+        changes[b.name] = element_policies(b) or GONE
+    # (layered on the previous map: no copy of a large proxy's whole provenance per change)
+    return ProxyProvenance(cfg, Layered.over(previous.by_resource, changes), True)

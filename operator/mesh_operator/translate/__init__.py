@@ -34,12 +34,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MeshTranslation:
-    proxies: dict[str, ir.ProxyConfig]
+    #: (a read-only view from the incremental translator, valid until its next translation)
+    proxies: Mapping[str, ir.ProxyConfig]
     outcomes: dict[PolicyKey, PolicyOutcome]
     #: node id -> why its config could not be built (it keeps what it has)
     failed: dict[str, str] = field(default_factory=dict)
     #: the accepted current version of each policy in force
-    in_force: dict[PolicyKey, Policy] = field(default_factory=dict)
+    in_force: Mapping[PolicyKey, Policy] = field(default_factory=dict)
     #: Gateway API routes (HTTPRoute/GRPCRoute) -> their verdict per Service parent (translate/gateway.py)
     routes: dict[PolicyKey, RouteOutcome] = field(default_factory=dict)
 

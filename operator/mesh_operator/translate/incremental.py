@@ -25,15 +25,17 @@ the policy). Equality with
 from __future__ import annotations
 
 import gc
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import compress
 from operator import is_not
+from types import MappingProxyType
 
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.api.mesh import Mesh
 from mesh_operator.translate import MeshTranslation, translate_mesh
+from mesh_operator.translate.incremental_diff import Index, Unknown, changed_keys, changed_span, slots
+from mesh_operator.translate.incremental_patch import patch_ir, positions_of
 from mesh_operator.translate.policies import Rejection, Resolved, key_of, resolve
 from mesh_operator.translate.proxy import ProxyBuilder, mesh_settings
 from mesh_operator.translate.state import MeshState, Policy, Refused, ServiceInfo, WorkloadInfo
@@ -44,70 +46,9 @@ from xds_server import ir
 
 __all__ = ["Translator"]
 
-
-class _Unknown(Exception):
-    """A policy kind this module has no slot rule for: the full path translates (see :func:`_slots`)."""
-
-
-_KINDS = (TrafficPolicy, RetryPolicy, AccessPolicy, AuthenticationPolicy)
-
-
-def _slots(key: PolicyKey, p: Policy | None) -> set[str]:
-    """The slots one version of a policy occupies: what resolve may decide together with other policies.
-    A new policy kind needs its rule here (until then every translation with it takes the full path)."""
-    out = {f"k:{key}"}
-    if p is None:
-        return out
-    if not isinstance(p, _KINDS):
-        raise _Unknown(p.kind)
-    ns, ref = p.metadata.namespace, p.spec.target_ref
-    if isinstance(p, RetryPolicy) and ref.kind != "Service":
-        out.add(f"t:{ns}/{ref.name}")
-    else:
-        out.add(f"s:{ns}/{ref.name}")
-    if isinstance(p, TrafficPolicy):
-        out.add(f"t:{ns}/{p.metadata.name}")
-    return out
-
-
-@dataclass
-class _Index:
-    """Which policy keys occupy which slots."""
-
-    of: dict[PolicyKey, frozenset[str]] = field(default_factory=dict)
-    keys: dict[str, set[PolicyKey]] = field(default_factory=dict)
-
-    def put(self, key: PolicyKey, slots: set[str]) -> None:
-        for s in self.of.get(key, ()):
-            members = self.keys[s]
-            members.discard(key)
-            if not members:
-                del self.keys[s]
-        if slots:
-            self.of[key] = frozenset(slots)
-            for s in slots:
-                self.keys.setdefault(s, set()).add(key)
-        else:
-            self.of.pop(key, None)
-
-    def closure(self, start: Iterable[PolicyKey]) -> set[PolicyKey]:
-        seen = set(start)
-        todo = list(seen)
-        slots_seen: set[str] = set()
-        while todo:
-            k = todo.pop()
-            for s in self.of.get(k, ()):
-                if s in slots_seen:
-                    continue
-                slots_seen.add(s)
-                for other in self.keys.get(s, ()):
-                    if other not in seen:
-                        seen.add(other)
-                        todo.append(other)
-        return seen
-
-    def services(self, keys: Iterable[PolicyKey]) -> set[str]:
-        return {s[2:] for k in keys for s in self.of.get(k, ()) if s.startswith("s:")}
+#: A policy tuple differing from the previous one in more than this many elements (plus an eighth of its length)
+#: is compared as a set of objects rather than as an edited sequence.
+SPAN_BASE = 64
 
 
 class Translator:
@@ -142,7 +83,7 @@ class Translator:
         self._refused: dict[PolicyKey, Refused] = {}
         self._last_good: dict[PolicyKey, Policy] = {}
         self._verdicts: dict[PolicyKey, Rejection] = {}
-        self._index = _Index()
+        self._index = Index()
         # resolved (pristine: never mutated once made)
         self._traffic: dict[str, TrafficPolicy] = {}
         self._retry: dict[str, RetryPolicy] = {}
@@ -169,6 +110,8 @@ class Translator:
         self._callers_changed: set[str] = set()
         self._had_transparent = False
         self._final: dict[PolicyKey, PolicyOutcome] = {}
+        #: ``_final`` was handed out (as the outcomes of a translation): copied before it changes again
+        self._final_shared = False
 
     # ------------------------------------------------------------------------------------------------ entry
 
@@ -203,7 +146,7 @@ class Translator:
                 self.last_path = "incremental"
             try:
                 out = self._step(state, last_good, rejected)
-            except _Unknown:
+            except Unknown:
                 out = None
             self._fresh = False
             if out is None:  # a policy's translation raised: the full path pins it; start afresh next time
@@ -260,7 +203,17 @@ class Translator:
             w = state.workloads.get(node)
             if node in patchable and w is not None:
                 prev = self._proxies.get(node)
-                patched = self._patch(builder, w, self._deps[node][1] & touched, previous_routing)
+                assert self._settings is not None
+                patched = None
+                if self._settings.tracing is None:
+                    patched = patch_ir(
+                        builder,
+                        self._services,
+                        self._proxies.get(w.node_id),
+                        self._positions.get(w.node_id),
+                        self._deps[node][1] & touched,
+                        previous_routing,
+                    )
                 if patched is not None and prev is not None:
                     self._proxies[node] = patched[0]
                     self.patched.add(node)
@@ -278,7 +231,7 @@ class Translator:
                 return None
             added_or_removed |= node not in self._proxies
             self._proxies[node] = cfg
-            self._positions[node] = _positions(cfg)
+            self._positions[node] = positions_of(cfg)
             # services this proxy started or stopped calling may have become (un)routed
             self._callers_changed |= called ^ self._remember_node(w)
         if builder.failures:
@@ -288,33 +241,56 @@ class Translator:
         self._workloads = state.workloads
         self.changed = nodes
         self._refresh_warnings(builder, touched)
-        return MeshTranslation(dict(self._proxies), dict(self._final), {}, dict(self._in_force))
+        # The outcomes stay valid after the next call (the control plane keeps them for status): the next change
+        # copies them first. The proxies and the policies in force are read-only views of the live maps, valid
+        # until the next call (what the control plane uses them for); copying them would cost O(mesh) per change.
+        self._final_shared = True
+        return MeshTranslation(MappingProxyType(self._proxies), self._final, {}, MappingProxyType(self._in_force))
 
-    def current(self, state: MeshState) -> dict[PolicyKey, Policy]:
-        """``{key_of(p): p for p in state.policies}``, computing keys only for policy objects not seen before."""
+    def _outcomes_to_write(self) -> dict[PolicyKey, PolicyOutcome]:
+        if self._final_shared:
+            self._final = dict(self._final)
+            self._final_shared = False
+        return self._final
+
+    def current(self, state: MeshState) -> Mapping[PolicyKey, Policy]:
+        """``{key_of(p): p for p in state.policies}``, computing keys only for policy objects not seen before
+        (from the incremental state: a read-only view, valid until the next call)."""
         if self._fresh or state.mesh is not self._mesh or not self._diff_objects(state):
             return {key_of(p): p for p in state.policies}
-        return dict(self._current)
+        return MappingProxyType(self._current)
 
     def _diff_objects(self, state: MeshState) -> bool:
         """Take in the policy objects of ``state`` (changed keys go to ``_pending``); False when two share a key."""
-        if state.policies is self._seen:
+        policies, seen = state.policies, self._seen
+        if policies is seen:
             return not self._duplicates
-        ids = set(map(id, state.policies))
-        for i in self._by_id.keys() - ids:
+        span = None if seen is None else changed_span(seen, policies, SPAN_BASE + len(policies) // 8)
+        if span is None:  # many changes, or another order: compare the sets of objects
+            ids = set(map(id, policies))
+            gone: Iterable[int] = self._by_id.keys() - ids
+            added = ids - self._by_id.keys()
+            came: Iterable[Policy] = compress(policies, map(added.__contains__, map(id, policies))) if added else ()
+        else:  # a few edited, inserted or removed in place: only those are looked at
+            assert seen is not None
+            i, j_old, j_new = span
+            new_ids = {id(p): p for p in policies[i:j_new]}
+            gone = [x for x in map(id, seen[i:j_old]) if x not in new_ids]
+            old_ids = set(map(id, seen[i:j_old]))
+            came = [p for x, p in new_ids.items() if x not in old_ids]
+        for i in gone:
             _, k = self._by_id.pop(i)
             self._pending.add(k)
             if self._current.get(k) is not None and id(self._current[k]) == i:
                 del self._current[k]
-        added = ids - self._by_id.keys()
-        for p in compress(state.policies, map(added.__contains__, map(id, state.policies))) if added else ():
+        for p in came:
             i = id(p)
             k = key_of(p)
             self._by_id[i] = (p, k)
             self._current[k] = p
             self._pending.add(k)
-        self._seen = state.policies
-        self._duplicates = len(self._current) != len(state.policies)
+        self._seen = policies
+        self._duplicates = len(self._current) != len(policies) or len(self._by_id) != len(policies)
         return not self._duplicates
 
     def _diff_policies(
@@ -337,9 +313,10 @@ class Translator:
             changed.add(k)
         if len(self._refused) != len(state.refused):
             return None
-        for k, p in last_good.items():
-            if self._last_good.get(k) is not p:
-                changed.add(k)
+        # (the control plane hands every accepted policy each round: an identity scan in C, not a Python loop)
+        changed.update(
+            compress(last_good.keys(), map(is_not, map(self._last_good.get, last_good.keys()), last_good.values()))
+        )
         changed.update(self._last_good.keys() - last_good.keys())
         self._last_good = dict(last_good)
         for k, v in rejected.items():
@@ -353,13 +330,13 @@ class Translator:
         current, previous = self._current.get(k), self._last_good.get(k)
         if current is None and previous is None and k not in self._refused:
             return set()
-        return _slots(k, current) | _slots(k, previous)
+        return slots(k, current) | slots(k, previous)
 
     def _diff_services(self, services: dict[str, ServiceInfo]) -> set[str]:
         old = self._services
         if services is old:
             return set()
-        changed = _changed_keys(old, services)
+        changed = changed_keys(old, services)
         self._services = services
         return changed
 
@@ -371,11 +348,12 @@ class Translator:
         last_good: Mapping[PolicyKey, Policy],
         rejected: Mapping[PolicyKey, Rejection],
     ) -> None:
+        final = self._outcomes_to_write() if keys else self._final
         for k in keys:
             self._outcomes.pop(k, None)
             self._used.pop(k, None)
             self._in_force.pop(k, None)
-            self._final.pop(k, None)
+            final.pop(k, None)
         for s in services:
             self._traffic.pop(s, None)
             self._retry.pop(s, None)
@@ -399,7 +377,7 @@ class Translator:
         self._access.update(r.access)
         self._authn.update(r.authn)
         self._outcomes.update(r.outcomes)
-        self._final.update(r.outcomes)
+        final.update(r.outcomes)
         self._used.update(r.used)
         self._in_force.update(r.in_force())
 
@@ -408,7 +386,7 @@ class Translator:
     def _dirty_nodes(self, state: MeshState, services: set[str]) -> tuple[set[str], set[str]]:
         """The proxies to rebuild, and those of them whose only change is in services they call."""
         old, new = self._workloads, state.workloads
-        nodes = set() if new is old else _changed_keys(old, new)
+        nodes = set() if new is old else changed_keys(old, new)
         whole = set(nodes)
         for s in services:
             whole |= self._servers.get(s, set())
@@ -417,47 +395,6 @@ class Translator:
             whole |= self._transparent
         nodes |= whole
         return nodes, nodes - whole
-
-    def _patch(
-        self,
-        builder: ProxyBuilder,
-        w: WorkloadInfo,
-        services: Iterable[str],
-        previous: dict[str, ServiceRouting],
-    ) -> tuple[ir.ProxyConfig, tuple[int, ...], tuple[int, ...]] | None:
-        """A proxy whose workload and served services are unchanged, after a change of some services it calls:
-        its previous IR with those services' listeners and clusters replaced (what ``builder.build(w)`` gives),
-        and the positions replaced. None where that is not certain (tracing, a service appearing or
-        disappearing, other cluster names)."""
-        assert self._settings is not None
-        prev, positions = self._proxies.get(w.node_id), self._positions.get(w.node_id)
-        if prev is None or positions is None or self._settings.tracing is not None or prev.transparent is not None:
-            return None
-        outbound = list(prev.outbound)
-        clusters = list(prev.clusters)
-        changed_outbound: list[int] = []
-        changed_clusters: list[int] = []
-        for key in services:
-            target, old = self._services.get(key), previous.get(key)
-            if target is None or old is None:
-                return None
-            at = positions.get(target.host)
-            if not at:
-                return None
-            new = builder.routing(key)
-            if len(new.clusters) != len(old.clusters):
-                return None
-            for i in at:
-                outbound[i] = builder.outbound_listener(key, target, new, prev.outbound[i].port)
-                changed_outbound.append(i)
-            for a, b in zip(old.clusters, new.clusters, strict=True):
-                i = bisect_left(clusters, a.name, key=_name)
-                if a.name != b.name or i == len(clusters) or clusters[i] is not a:  # the IR holds the old cluster
-                    return None
-                clusters[i] = b
-                changed_clusters.append(i)
-        cfg = replace(prev, outbound=tuple(outbound), clusters=tuple(clusters))
-        return cfg, tuple(sorted(set(changed_outbound))), tuple(sorted(set(changed_clusters)))
 
     def _forget_node(self, node: str) -> frozenset[str]:
         served, called = self._deps.pop(node, (frozenset(), frozenset()))
@@ -526,7 +463,8 @@ class Translator:
         sources = sorted(self._sources.get(key, ()))
         extra = [w for s in sources for k, w in self._warnings.get(s, ()) if k == key]
         if not extra:
-            self._final[key] = pristine
+            if self._final.get(key) is not pristine:
+                self._outcomes_to_write()[key] = pristine
             return
         o = PolicyOutcome(
             pristine.generation,
@@ -538,27 +476,7 @@ class Translator:
         for w in extra:
             if w not in o.violations:
                 o.warn(w)
-        self._final[key] = o
-
-
-def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
-    """Keys added, removed, or whose value changed (not the same object and not equal: rebuilt equal objects,
-    as local mode and the adapter make, are no change). The identity scan runs in C."""
-    candidates = compress(new.keys(), map(is_not, map(old.get, new.keys()), new.values()))
-    changed = {k for k in candidates if old.get(k) != new[k]}
-    changed.update(old.keys() - new.keys())
-    return changed
-
-
-def _name(c: ir.Cluster) -> str:
-    return c.name
-
-
-def _positions(cfg: ir.ProxyConfig) -> dict[str, tuple[int, ...]]:
-    out: dict[str, list[int]] = {}
-    for i, lis in enumerate(cfg.outbound):
-        out.setdefault(lis.service, []).append(i)
-    return {host: tuple(at) for host, at in out.items()}
+        self._outcomes_to_write()[key] = o
 
 
 def _rate_limit_warnings(tp: TrafficPolicy) -> list[Violation]:
