@@ -225,7 +225,8 @@ def _length(var: str) -> str:
 
 
 # A shared sub-message's bytes are probed by identity right at the call site (see ``share``): no call at all.
-_ENC_EXPR: Final = "(SB({x_id}) or (G(type({x})) or C(type({x})))({x}))"
+# (An entry holds its message alive, so no other live object has its id; b"" falls through to the encoder.)
+_ENC_EXPR: Final = "(((sh := SB({x_id})) is not None and sh[1]) or (G(type({x})) or C(type({x})))({x}))"
 
 
 def _is_message_map(f: _Field) -> bool:
@@ -386,7 +387,7 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
         "C": _compile,
         "W": _wrapped,
         "P": _scalar,
-        "SB": _SHARED_BYTES.get,
+        "SB": _SHARED.get,
     }
     plan = _PLANS.get(cls) or _plan(cls)
     full = ["out = []", "a = out.append"]
@@ -398,7 +399,7 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
     memo = _memo_lines(cls, plan, env)
     entry = memo if memo is not None else ["return full(msg, msg.__dict__)"]
     if cls in _SHAREABLE:
-        env["SH"], env["SBS"] = _SHARED, _SHARED_BYTES
+        env["SH"] = _SHARED
         source += "def encode(msg):\n" + "".join(f"    {ln}\n" for ln in _SHARED_ENTRY)
         source += "def content(msg):\n" + "".join(f"    {ln}\n" for ln in entry)
     else:
@@ -412,13 +413,13 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
 
 # Shared sub-messages: an object the translation hands to many resources (a provenance ``Metadata``, a retry
 # policy, a route action ...: see ``xds_server.translate._shared``) is registered by :func:`share`; its bytes are
-# computed once and found again by identity (one dict probe, no walk of its fields). The entry holds the message,
-# so its ``id`` cannot be recycled while registered. Valid because a shared message is never mutated after
-# :func:`share` (the translation's contract, checked by :func:`stale_shared` in the tests). Only classes with a
-# shared instance pay the probe (their encoder is recompiled with it on their first :func:`share`).
+# computed once and found again by identity (one dict probe at the parent's call site, no call, no walk of its
+# fields). The entry holds the message, so its ``id`` cannot be recycled while registered (and a concurrent
+# clear by another translating thread costs a miss, never wrong bytes). Valid because a shared message is never
+# mutated after :func:`share` (the translation's contract, checked by :func:`stale_shared` in the tests). Only
+# classes with a shared instance pay the entry's probe (their encoder is recompiled with it on their first
+# :func:`share`).
 _SHARED: dict[int, list[Any]] = {}
-#: id -> bytes of the registered messages whose bytes are known (each id is kept alive by ``_SHARED``)
-_SHARED_BYTES: dict[int, bytes] = {}
 _SHARED_MAX: Final = 262_144
 _SHAREABLE: set[type] = set()
 _SHARED_ENTRY: Final = [
@@ -427,7 +428,7 @@ _SHARED_ENTRY: Final = [
     "    return content(msg)",
     "r = e[1]",
     "if r is None:",
-    "    r = e[1] = SBS[id(msg)] = content(msg)",
+    "    r = e[1] = content(msg)",
     "return r",
 ]
 
@@ -444,7 +445,6 @@ def share(msg: _M) -> _M:
             _ENCODERS.pop(cls, None)  # recompiled with the identity probe
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()  # the translation registers its shared objects again on their next use
-            _SHARED_BYTES.clear()
         _SHARED[key] = [msg, None]
     return msg
 
@@ -465,6 +465,5 @@ def clear_memos() -> None:
     """Forget the sub-message memos, shared messages and wrapped values (tests, benchmarks)."""
     _WRAPPED.clear()
     _SHARED.clear()
-    _SHARED_BYTES.clear()
     for memo in _MEMOS:
         memo.clear()
