@@ -14,8 +14,8 @@ cluster entries, provenance metadata repeat across a snapshot's resources.
 translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
 random messages of every one of those types (random field subsets and values, memo hits and near-twins).
 Shared sub-messages (:func:`share`, used by ``xds_server.translate._shared``) are memoized by identity.
-Measured (``bench/translate.py --only serialize``, CPU time, cold, same run): 6.1x upb's ``SerializeToString``
-on the 1000x5 edge proxy's resources (main before shared sub-messages: 9.8x; docs/notes/wire2.md).
+Measured (``bench/translate.py --only serialize``, CPU time, cold, same run): 6.0x upb's ``SerializeToString``
+on the 1000x5 edge proxy's resources (main before shared sub-messages: 9.5x; docs/notes/wire2.md).
 
 Upgrading betterproto2: re-read ``Message.__bytes__``, adjust, bump ``_PINNED``, re-run those tests.
 """
