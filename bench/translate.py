@@ -160,7 +160,40 @@ def _load_baseline(rev: str) -> Any:
     return module
 
 
-def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) -> dict[str, Any] | None:
+def _tree_side(tree: str, size: str) -> subprocess.Popen[str]:
+    """``bench/_tree_side.py``: another source tree's translation and encoder, one repeat per line asked."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "_tree_side.py"), tree, size],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and json.loads(proc.stdout.readline()) == {"ready": True}
+    return proc
+
+
+def _tree_repeat(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out: dict[str, Any] = json.loads(proc.stdout.readline())
+    return out
+
+
+def _tree_label(tree: str) -> str:
+    """``<name>@<commit>`` of an exported tree (``git archive`` writes the commit into the archive's comment,
+    which ``tar`` drops), so the caller names it: ``--baseline-tree DIR --baseline-label main@0d2e389``."""
+    return Path(tree).name
+
+
+def upb_side(
+    objects: list[Any],
+    repeats: int = 1,
+    baseline: str | None = None,
+    baseline_tree: str | None = None,
+    baseline_label: str | None = None,
+    size: str = "",
+) -> dict[str, Any] | None:
     """Serialize the edge proxy's resources with ours and with upb (in the upb venv), ``repeats`` times each.
 
     Ours: each repeat clears every cache (resource bytes, sub-message memos) and builds the messages afresh from
@@ -169,7 +202,11 @@ def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) 
     ``SerializeToString`` of every one, timed per repeat. Times are CPU time of the process (``process_time``,
     so waiting for a core on the shared machine is not counted on either side); the minimum over repeats is the
     figure, the median is reported too. ``baseline`` (a git revision) also times that revision's encoder,
-    interleaved with ours on the same fresh messages.
+    interleaved with ours on the same fresh messages. ``baseline_tree`` (a directory holding another version of
+    the whole source tree, e.g. main's) times that tree's translation *and* encoder on the same synthetic mesh in
+    a second process, one repeat interleaved with each of ours (for changes beyond the encoder, such as shared
+    sub-messages in the translation). Every repeat on every side starts with every cache cleared: the figures
+    are cold (nothing survives between repeats; sharing and memos only help within one snapshot).
     """
     if not UPB_PYTHON.exists():
         return None
@@ -195,6 +232,8 @@ def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) 
     out: dict[str, Any] = json.loads(proc.stdout)
     out["resources"] = len(docs)
     old = _load_baseline(baseline) if baseline else None
+    tree = _tree_side(baseline_tree, size) if baseline_tree else None
+    tree_runs: list[dict[str, Any]] = []
     ours: list[float] = []
     base: list[float] = []
     builds: list[float] = []
@@ -204,9 +243,9 @@ def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) 
         if old is not None:
             old.clear_caches()
             getattr(old, "_WRAPPED", {}).clear()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         r = translate_proxy(cfg)
-        builds.append(time.perf_counter() - t0)
+        builds.append(time.process_time() - t0)
         return [*r.listeners, *r.route_configs, *r.clusters, *r.cluster_load_assignments]
 
     def run(encoder: Any, messages: list[Any]) -> tuple[float, int]:
@@ -224,9 +263,21 @@ def upb_side(objects: list[Any], repeats: int = 1, baseline: str | None = None) 
         if old is not None:
             t, out["baseline_bytes"] = run(old.encode, fresh())
             base.append(t)
+        if tree is not None:
+            tree_runs.append(_tree_repeat(tree))
+    if tree is not None:
+        assert tree.stdin is not None
+        tree.stdin.close()
+        tree.wait(timeout=60)
+        times = [r["serialize_s"] for r in tree_runs]
+        out["baseline"] = baseline_label or _tree_label(baseline_tree or "")
+        out["baseline_serialize_s"], out["baseline_serialize_median_s"] = min(times), statistics.median(times)
+        out["baseline_build_s"] = min(r["build_s"] for r in tree_runs)
+        out["baseline_bytes"] = tree_runs[-1]["bytes"]
     out["ours_build_s"] = min(builds)
     out["ours_serialize_s"], out["ours_serialize_median_s"] = min(ours), statistics.median(ours)
     out["upb_serialize_median_s"] = statistics.median(out.pop("runs_s"))
+    out["cold"] = True  # every repeat of every side started with every cache cleared
     if old is not None:
         out["baseline"] = baseline
         out["baseline_serialize_s"], out["baseline_serialize_median_s"] = min(base), statistics.median(base)
@@ -250,6 +301,8 @@ def _serialize_line(upb: dict[str, Any]) -> str:
             f"; baseline {upb['baseline']} {upb['baseline_serialize_s'] * 1000:.1f} ms = "
             f"{upb['baseline_serialize_s'] / upb['serialize_s']:.1f}x"
         )
+        if "baseline_build_s" in upb:
+            line += f" (its build {upb['baseline_build_s'] * 1000:.0f} ms)"
     return line + (
         f"; build ours (typed constructors) {upb['ours_build_s'] * 1000:.0f} ms / upb ({upb['impl']}, from dicts) "
         f"{upb['build_s'] * 1000:.0f} ms"
@@ -270,6 +323,12 @@ def main() -> int:
     parser.add_argument("--result", default="incremental", help="incremental: bench/results/NAME.json")
     parser.add_argument("--repeats", type=int, default=5, help="serialization repeats (minimum reported)")
     parser.add_argument("--baseline", metavar="GIT_REV", help="also time xds_server/serialize.py of this revision")
+    parser.add_argument(
+        "--baseline-tree",
+        metavar="DIR",
+        help="also time another source tree's translation + encoder (e.g. `git archive main | tar -x -C DIR`)",
+    )
+    parser.add_argument("--baseline-label", help="name of --baseline-tree in the results (e.g. main@0d2e389)")
     args = parser.parse_args()
     load_at_start = bench_results.load()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
@@ -284,7 +343,9 @@ def main() -> int:
         print(f"\n{services} services x {routes} routes")
         if args.only == "all":
             row.update(_translation_row(objects, services, routes))
-        upb = upb_side(objects, args.repeats, args.baseline)
+        upb = upb_side(
+            objects, args.repeats, args.baseline, args.baseline_tree, args.baseline_label, f"{services}x{routes}"
+        )
         if upb is None:
             print("  upb side skipped: run `make bench` (creates .venv-upb with xds-protos)")
             continue

@@ -20,11 +20,13 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds_server import serialize
 from xds_server.serialize import new
+from xds_server.translate._shared import shared
 
 #: DESIGN §5: per-connection read/write buffer limit on listeners and clusters.
 BUFFER_LIMIT_BYTES: Final = 32 * 1024
 
 
+@shared(1)
 def ads() -> ConfigSource:
     """Fetch over the one ADS stream the bootstrap configures."""
     return new(ConfigSource, ads=new(AggregatedConfigSource), resource_api_version=ApiVersion.V3)

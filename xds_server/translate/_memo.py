@@ -95,6 +95,11 @@ def memoize(maxsize: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
+def register_clear(clear: Callable[[], None]) -> None:
+    """Have :func:`clear_all` call ``clear`` too (other memos of the translation, see ``_shared``)."""
+    _ALL.append(clear)
+
+
 def clear_all() -> None:
     """Forget every memoized translation (tests and benchmarks)."""
     for clear in _ALL:

@@ -19,7 +19,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterEdsClusterConfig,
     ClusterLbPolicy,
 )
-from envoy_data_plane.envoy.config.core.v3 import Http2ProtocolOptions
+from envoy_data_plane.envoy.config.core.v3 import Http2ProtocolOptions, TransportSocket
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions,
@@ -32,6 +32,7 @@ from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate._common import BUFFER_LIMIT_BYTES, ads, ms, pack, transport_socket
 from xds_server.translate._memo import memoize
+from xds_server.translate._shared import shared
 from xds_server.translate.endpoint import load_assignment
 from xds_server.translate.health_check import health_check
 from xds_server.translate.metadata import metadata, stat_name
@@ -50,6 +51,13 @@ _LB = {
 
 
 def circuit_breakers(cb: ir.CircuitBreakers) -> CircuitBreakers:
+    """Shared (one object per settings, see ``_shared``): never mutate it."""
+    return _circuit_breakers(cb, repr(cb.retry_budget.percent) if cb.retry_budget is not None else "")
+
+
+@shared(4_096)
+def _circuit_breakers(cb: ir.CircuitBreakers, _percent: str) -> CircuitBreakers:
+    """``_percent``: the float's repr, so that 20 and 20.0 (equal as keys) get their own messages."""
     budget = None
     if cb.retry_budget is not None:
         budget = new(
@@ -71,6 +79,12 @@ def circuit_breakers(cb: ir.CircuitBreakers) -> CircuitBreakers:
             )
         ],
     )
+
+
+@shared(65_536)
+def _upstream_socket(tls: ir.UpstreamTls, mesh: ir.MeshSettings, http2: bool) -> TransportSocket:
+    """Shared (the subsets of a service and the service's cluster present the same identity): never mutate it."""
+    return transport_socket(upstream(tls, mesh, http2))
 
 
 def http2_options() -> dict[str, Any]:
@@ -103,7 +117,7 @@ def cluster(c: ir.Cluster, mesh: ir.MeshSettings) -> Cluster:
         circuit_breakers=circuit_breakers(c.circuit_breakers),
         outlier_detection=outlier_detection(c.outlier) if c.outlier is not None else None,
         health_checks=[health_check(c.health_check, c.service)] if c.health_check is not None else [],
-        transport_socket=transport_socket(upstream(c.tls, mesh, http2)) if c.tls is not None else None,
+        transport_socket=_upstream_socket(c.tls, mesh, http2) if c.tls is not None else None,
         typed_extension_protocol_options=http2_options() if http2 else {},
         per_connection_buffer_limit_bytes=BUFFER_LIMIT_BYTES,
         metadata=metadata(c.provenance, service=c.service),

@@ -18,6 +18,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
 
 from xds_server import ir
 from xds_server.serialize import new
+from xds_server.translate._shared import shared
 from xds_server.translate.listener_outbound import address
 from xds_server.translate.metadata import metadata
 
@@ -30,7 +31,9 @@ def _proximity(e: ir.Endpoint, region: str, zone: str) -> int:
     return 2
 
 
+@shared(262_144)
 def lb_endpoint(e: ir.Endpoint) -> LbEndpoint:
+    """Shared (an endpoint is listed by its subset's and its service's cluster): never mutate it."""
     return new(
         LbEndpoint,
         endpoint=new(Endpoint, address=address(e.address, e.port)),

@@ -8,6 +8,7 @@ from envoy_data_plane.envoy.type.matcher.v3 import PathMatcher, StringMatcher
 from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate._common import regex, string_match
+from xds_server.translate._shared import shared
 
 
 def header(m: ir.HeaderMatch) -> HeaderMatcher:
@@ -36,7 +37,9 @@ def path(m: ir.PathMatch, *, ignore_case: bool = False) -> PathMatcher:
     return new(PathMatcher, path=string_match(kind, m.value))
 
 
+@shared(65_536)
 def route_match(m: ir.RouteMatch) -> RouteMatch:
+    """Shared (one object per match, see ``_shared``): never mutate it."""
     headers = [header(h) for h in m.headers]
     if m.method is not None:
         headers.insert(0, method(m.method))

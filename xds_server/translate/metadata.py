@@ -16,6 +16,7 @@ from envoy_data_plane.google.protobuf import Struct, Value
 from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate._common import stat_token
+from xds_server.translate._shared import shared
 
 NAMESPACE: Final = "meshwork.io"
 POLICIES_KEY: Final = "policies"
@@ -31,9 +32,14 @@ def refs(provenance: Iterable[ir.Provenance | None]) -> str:
 
 
 def metadata(provenance: Iterable[ir.Provenance | None], **extra: str) -> Metadata | None:
-    """``filter_metadata["meshwork.io"]`` naming the policies, or ``None`` when there are none and no extras."""
-    fields = {k: new(Value, string_value=v) for k, v in sorted(extra.items()) if v}
-    joined = refs(provenance)
+    """``filter_metadata["meshwork.io"]`` naming the policies, or ``None`` when there are none and no extras.
+    Shared (one object per content, see ``_shared``): never mutate it."""
+    return _metadata(refs(provenance), tuple(sorted((k, v) for k, v in extra.items() if v)))
+
+
+@shared(65_536)
+def _metadata(joined: str, extra: tuple[tuple[str, str], ...]) -> Metadata | None:
+    fields = {k: new(Value, string_value=v) for k, v in extra}
     if joined:
         fields[POLICIES_KEY] = new(Value, string_value=joined)
     if not fields:

@@ -31,6 +31,7 @@ from xds_server import ir
 from xds_server.serialize import new
 from xds_server.translate import cors, fault, ratelimit, ratelimit_global
 from xds_server.translate._common import ms, regex, runtime_fraction
+from xds_server.translate._shared import shared
 from xds_server.translate.matchers import route_match
 from xds_server.translate.metadata import metadata, route_stat_prefix, stat_name
 
@@ -100,30 +101,61 @@ def redirect(r: ir.Redirect) -> RedirectAction:
 
 
 def route_action(r: ir.Route, extra_hash: tuple[ir.HashPolicy, ...] = ()) -> RouteAction:
+    """The forwarding part of an outbound route. Shared by the routes that forward alike (a policy's rules
+    usually split to the same backends with the same timeout and retries; see ``_shared``): never mutate it.
+    Every field of ``r`` that :func:`_route_action` reads must be in its arguments."""
+    return _route_action(
+        r.clusters,
+        r.mirrors,
+        r.hash_on or extra_hash,
+        r.timeout_ms,
+        r.idle_timeout_ms,
+        r.retry,
+        r.host_rewrite,
+        r.path_regex_rewrite,
+        r.path_rewrite,
+        tuple(repr(m.percent) for m in r.mirrors),
+    )
+
+
+@shared(65_536)
+def _route_action(
+    clusters: tuple[ir.WeightedCluster, ...],
+    mirrors: tuple[ir.Mirror, ...],
+    hash_on: tuple[ir.HashPolicy, ...],
+    timeout_ms: int | None,
+    idle_timeout_ms: int | None,
+    retry: ir.Retry | None,
+    host_rewrite: str | None,
+    path_regex_rewrite: tuple[str, str] | None,
+    path_rewrite: tuple[str, str] | None,
+    _mirror_percents: tuple[str, ...],
+) -> RouteAction:
+    """``_mirror_percents``: the floats' reprs, so that 5 and 5.0 (equal as keys) get their own messages."""
     action = new(
         RouteAction,
         request_mirror_policies=[
             new(RouteActionRequestMirrorPolicy, cluster=m.cluster, runtime_fraction=runtime_fraction(m.percent))
-            for m in r.mirrors
+            for m in mirrors
         ],
-        hash_policy=[hash_policy(h) for h in (r.hash_on or extra_hash)],
-        timeout=ms(r.timeout_ms) if r.timeout_ms is not None else None,
-        idle_timeout=ms(r.idle_timeout_ms) if r.idle_timeout_ms is not None else None,
-        retry_policy=retry_policy(r.retry) if r.retry is not None else None,
-        host_rewrite_literal=r.host_rewrite,
+        hash_policy=[hash_policy(h) for h in hash_on],
+        timeout=ms(timeout_ms) if timeout_ms is not None else None,
+        idle_timeout=ms(idle_timeout_ms) if idle_timeout_ms is not None else None,
+        retry_policy=retry_policy(retry) if retry is not None else None,
+        host_rewrite_literal=host_rewrite,
     )
-    if len(r.clusters) == 1:
-        action.cluster = r.clusters[0].cluster
+    if len(clusters) == 1:
+        action.cluster = clusters[0].cluster
     else:
         action.weighted_clusters = new(
             WeightedCluster,
-            clusters=[new(WeightedClusterClusterWeight, name=c.cluster, weight=c.weight) for c in r.clusters],
+            clusters=[new(WeightedClusterClusterWeight, name=c.cluster, weight=c.weight) for c in clusters],
         )
-    if r.path_regex_rewrite is not None:
-        pattern, substitution = r.path_regex_rewrite
+    if path_regex_rewrite is not None:
+        pattern, substitution = path_regex_rewrite
         action.regex_rewrite = new(RegexMatchAndSubstitute, pattern=regex(pattern), substitution=substitution)
-    elif r.path_rewrite is not None:
-        kind, value = r.path_rewrite
+    elif path_rewrite is not None:
+        kind, value = path_rewrite
         if kind == "prefix":
             action.prefix_rewrite = value
         else:
