@@ -38,6 +38,7 @@ and its counters from ``/debug/policyz``; ``envoy_seconds``: time waiting for En
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -249,10 +250,12 @@ def _creates_alone(custom: Any, ns: str, n: int, workers: int) -> float:
     """The same creates with no operator running (a watch open, as in the timed run): seconds."""
     rv = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "trafficpolicies")["metadata"]["resourceVersion"]
     seen: dict[str, bool] = {}
-    thread = threading.Thread(
-        target=_watch, args=(custom, ns, n, rv, seen, threading.Event(), []), daemon=True
-    )  # fmt: skip
-    thread.start()
+
+    def follow() -> None:  # ends when the apiserver stops (no status ever comes to end it)
+        with contextlib.suppress(Exception):
+            _watch(custom, ns, n, rv, seen, threading.Event(), [])
+
+    threading.Thread(target=follow, daemon=True).start()
     started = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda i: _create(custom, ns, i), range(n)))
