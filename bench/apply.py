@@ -136,7 +136,7 @@ def run_once(args: argparse.Namespace, code: Path | None, *, operator: bool = Tr
             os.environ["PYTHONPATH"] = os.pathsep.join([str(code / "operator"), str(code)])
             os.chdir(code)
         try:
-            op.start(timeout=180)
+            op.start(timeout=args.start_timeout)
         finally:
             os.chdir(cwd)
             if saved is None:
@@ -310,6 +310,9 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--start-timeout", type=float, default=600.0, help="setup: seconds the operator may take to be ready"
+    )
     parser.add_argument("--max-debounce", type=float, default=1.0, help="the operator's --max-debounce")
     parser.add_argument("--result", default="apply", help="write bench/results/RESULT.json")
     parser.add_argument("--log", type=Path, help="keep a copy of the operator's log here (baseline: LOG.baseline)")
