@@ -37,6 +37,8 @@ class PolicyRecord:
     status: Mapping[str, Any]
     #: schema violations: the object could not be parsed, so it is not in the MeshState
     violations: tuple[Violation, ...] = ()
+    #: of the copy the watch last delivered (None if not a number): tells an own write's echo still on its way
+    resource_version: int | None = None
 
 
 @dataclass
@@ -254,7 +256,8 @@ def _record(
     ns, _, name = k.partition("/")
     pkey = PolicyKey(kind, ns, name)
     unparsed = violations if obj is None else ()
-    return PolicyRecord(pkey, _PLURALS[kind], generation, body.get("status") or {}, unparsed)
+    status = body.get("status") or {}
+    return PolicyRecord(pkey, _PLURALS[kind], generation, status, unparsed, _resource_version(body))
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
