@@ -106,7 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         lease_duration=args.lease_duration,
         renew_period=args.renew_period,
         ratelimit_configmap=args.ratelimit_configmap,
-        freeze_heap=True,
     )
     if args.webhook_names:
         options.webhook_names = tuple(args.webhook_names)

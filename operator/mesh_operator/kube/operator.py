@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gc
 import logging
 import os
 import socket
@@ -93,10 +92,6 @@ class OperatorOptions:
     preflight: bool = True
     #: the ConfigMap (in ``namespace``) to write the global rate-limit service's configuration into; None: none
     ratelimit_configmap: str | None = None
-    #: once the first translation is published: collect, then ``gc.freeze()`` what is left (the imports and the
-    #: initial view of the cluster), so later collections do not walk it again. For a process of its own (the CLI
-    #: sets it); not in a process that hosts other work, such as a test run.
-    freeze_heap: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -193,8 +188,6 @@ class Operator:
             min_interval=o.status_interval,
         )
         self._tasks += [self._spawn(self._feed()), self._spawn(self.writer.run())]
-        if o.freeze_heap:
-            self._tasks.append(self._spawn(self._freeze_heap()))
         if o.resync_period > 0:
             self.resyncer = Resyncer(self.rest, self.store, RESOURCES, period=o.resync_period)
             self._tasks.append(self._spawn(self.resyncer.run()))
@@ -331,15 +324,6 @@ class Operator:
                 self.writer.wake()
             if self.ratelimit_config is not None:
                 self.ratelimit_config.wake()
-
-    async def _freeze_heap(self) -> None:
-        while not (self.store.synced and self.plane is not None and self.plane.cache.ready):
-            await asyncio.sleep(0.2)
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "heap of the initial translation frozen (%d objects no longer walked by the GC)", gc.get_freeze_count()
-        )
 
     def receipts(self) -> dict[str, dict[str, Any]]:
         assert self.plane is not None
