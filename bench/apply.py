@@ -137,6 +137,9 @@ def run_once(args: argparse.Namespace, code: Path | None, *, operator: bool = Tr
             os.chdir(code)
         try:
             op.start(timeout=args.start_timeout)
+        except BaseException:
+            op.stop()  # not left running when it did not get ready in time
+            raise
         finally:
             os.chdir(cwd)
             if saved is None:
