@@ -24,6 +24,10 @@ translations it published.
     .venv/bin/python bench/apply.py --policies 200
     .venv/bin/python bench/apply.py --max-debounce 3   # the operator translates at most every 3 s under a burst
     .venv/bin/python bench/apply.py --baseline main    # before/after in one run: main's operator first
+    .venv/bin/python bench/apply.py --creates-alone --baseline main   # + the creates with no operator, first
+
+``--creates-alone`` first times the same creates on a fresh apiserver with no operator at all (the floor of the
+figure on this machine: the client, the apiserver and etcd; ``figures.creates_alone_s``).
 
 ``--baseline REF`` measures the operator of that git ref first (``git archive`` into a temporary directory, put
 first on the operator's ``PYTHONPATH``; its own fresh apiserver), then this tree's; both land in one result file
@@ -34,6 +38,7 @@ and its counters from ``/debug/policyz``; ``envoy_seconds``: time waiting for En
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -91,9 +96,9 @@ def done(item: dict[str, Any]) -> bool:
     )
 
 
-def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, code: Path | None, *, operator: bool = True) -> dict[str, Any]:
     """One measurement on a fresh apiserver; the operator runs from ``code`` (a checkout) if given, else from this
-    tree."""
+    tree; with ``operator=False`` none runs and only the creates are timed (the floor: client + apiserver + etcd)."""
     n = args.policies
     with tempfile.TemporaryDirectory(prefix="meshwork-bench-apply-") as tmp, TestControlPlane() as plane:
         work = Path(tmp)
@@ -120,6 +125,8 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
             },
         )
         core.patch_namespaced_pod_status("client", ns, {"status": {"podIP": "127.0.0.1"}})
+        if not operator:
+            return {"creates_s": round(_creates_alone(custom, ns, n, args.workers), 2)}
         op = OperatorProcess(
             plane.kubeconfig_path, work / "ca", work / "operator.log", trust_domain="cluster.local",
             extra_args=["--max-debounce", str(args.max_debounce)],
@@ -129,7 +136,10 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(code / "operator"), str(code)])
             os.chdir(code)
         try:
-            op.start(timeout=180)
+            op.start(timeout=args.start_timeout)
+        except BaseException:
+            op.stop()  # not left running when it did not get ready in time
+            raise
         finally:
             os.chdir(cwd)
             if saved is None:
@@ -155,13 +165,7 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
         log_offset = (work / "operator.log").stat().st_size
 
         def create(i: int) -> None:
-            body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "TrafficPolicy",
-                "metadata": {"name": f"tp-{i}", "namespace": ns},
-                "spec": {"targetRef": {"name": f"svc-{i}"}, "timeouts": {"request": f"{1 + i % 9}s"}},
-            }
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trafficpolicies", body)
+            _create(custom, ns, i)
 
         seen: dict[str, bool] = {}
         all_done = threading.Event()
@@ -235,6 +239,32 @@ def run_once(args: argparse.Namespace, code: Path | None) -> dict[str, Any]:
         }
 
 
+def _create(custom: Any, ns: str, i: int) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": f"tp-{i}", "namespace": ns},
+        "spec": {"targetRef": {"name": f"svc-{i}"}, "timeouts": {"request": f"{1 + i % 9}s"}},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trafficpolicies", body)
+
+
+def _creates_alone(custom: Any, ns: str, n: int, workers: int) -> float:
+    """The same creates with no operator running (a watch open, as in the timed run): seconds."""
+    rv = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "trafficpolicies")["metadata"]["resourceVersion"]
+    seen: dict[str, bool] = {}
+
+    def follow() -> None:  # ends when the apiserver stops (no status ever comes to end it)
+        with contextlib.suppress(Exception):
+            _watch(custom, ns, n, rv, seen, threading.Event(), [])
+
+    threading.Thread(target=follow, daemon=True).start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: _create(custom, ns, i), range(n)))
+    return time.monotonic() - started
+
+
 def _watch(
     custom: Any, ns: str, n: int, rv: str, seen: dict[str, bool], all_done: threading.Event, at: list[float]
 ) -> None:
@@ -283,6 +313,9 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--start-timeout", type=float, default=600.0, help="setup: seconds the operator may take to be ready"
+    )
     parser.add_argument("--max-debounce", type=float, default=1.0, help="the operator's --max-debounce")
     parser.add_argument("--result", default="apply", help="write bench/results/RESULT.json")
     parser.add_argument("--log", type=Path, help="keep a copy of the operator's log here (baseline: LOG.baseline)")
@@ -293,12 +326,21 @@ def main() -> int:
         help="how the bench sees the statuses: a watch (default), or a LIST every 0.2 s (the first runs' method)",
     )
     parser.add_argument(
+        "--creates-alone",
+        action="store_true",
+        help="first time the same creates on a fresh apiserver with no operator (figures.creates_alone_s)",
+    )
+    parser.add_argument(
         "--baseline", metavar="REF", help="first measure the operator of this git ref (same run, own apiserver)"
     )
     args = parser.parse_args()
     load_at_start = bench_results.load()
     result: dict[str, Any] = {}
     baseline: dict[str, Any] | None = None
+    alone: float | None = None
+    if args.creates_alone:
+        alone = run_once(args, None, operator=False)["creates_s"]
+        print(json.dumps({"creates_alone_s": alone}), flush=True)
     if args.baseline:
         with tempfile.TemporaryDirectory(prefix="meshwork-bench-baseline-") as code:
             commit = checkout(args.baseline, Path(code))
@@ -307,6 +349,8 @@ def main() -> int:
     result = run_once(args, None)
     if baseline is not None:
         result["baseline"] = baseline
+    if alone is not None:
+        result["creates_alone_s"] = alone
     print(json.dumps(result, indent=2))
     bench_results.write(args.result, result, load_at_start, notes="first create -> all Accepted+Programmed")
     return 0 if result["all_accepted_and_programmed_s"] else 1

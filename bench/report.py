@@ -112,6 +112,8 @@ def _apply_rows(name: str, doc: dict[str, Any]) -> list[str]:
         b = base.get("all_accepted_and_programmed_s")
         b_text = f"{b:.1f} s" if b is not None else "not finished"
         before = f"; same run, operator of `{base['ref']}` ({base['commit']}): {b_text} ({_creates(base)})"
+    if f.get("creates_alone_s") is not None:
+        before += f"; the creates alone, no operator: {f['creates_alone_s']:.1f} s"
     return [
         f"| Apply, {f['policies']} TrafficPolicies on the test apiserver | all Accepted+Programmed in {text} "
         f"({_creates(f)}); {f['status_writes']} status writes; operator RSS peak "

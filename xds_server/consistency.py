@@ -14,8 +14,10 @@ from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Snap
 
 def missing_references(cfg: ir.ProxyConfig, snapshot: Snapshot) -> list[str]:
     """What ``cfg``'s resources refer to but ``snapshot`` lacks, as ``Type/name`` strings (empty when consistent)."""
-    wanted: list[tuple[str, str]] = []
     listeners: list[ir.InboundListener | ir.OutboundListener] = [*cfg.inbound, *cfg.outbound]
+    if _complete(cfg, listeners, snapshot):  # the usual case, checked per type without building the list below
+        return []
+    wanted: list[tuple[str, str]] = []
     for listener in listeners:
         wanted.append((LISTENER, listener.name))
         if listener.protocol == "http":
@@ -24,3 +26,18 @@ def missing_references(cfg: ir.ProxyConfig, snapshot: Snapshot) -> list[str]:
         wanted += [(CLUSTER, cluster.name), (ENDPOINT, cluster.name)]
     wanted += [(SECRET, cfg.mesh.cert_secret), (SECRET, cfg.mesh.bundle_secret)]
     return [f"{t.rsplit('.', 1)[-1]}/{name}" for t, name in wanted if name not in snapshot.of_type(t)]
+
+
+def _complete(
+    cfg: ir.ProxyConfig, listeners: list[ir.InboundListener | ir.OutboundListener], snapshot: Snapshot
+) -> bool:
+    have_listeners, have_routes = snapshot.of_type(LISTENER), snapshot.of_type(ROUTE)
+    have_clusters, have_endpoints = snapshot.of_type(CLUSTER), snapshot.of_type(ENDPOINT)
+    have_secrets = snapshot.of_type(SECRET)
+    return (
+        all(listener.name in have_listeners for listener in listeners)
+        and all(listener.name in have_routes for listener in listeners if listener.protocol == "http")
+        and all(cluster.name in have_clusters and cluster.name in have_endpoints for cluster in cfg.clusters)
+        and cfg.mesh.cert_secret in have_secrets
+        and cfg.mesh.bundle_secret in have_secrets
+    )

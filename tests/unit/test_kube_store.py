@@ -57,3 +57,26 @@ def test_deletions_leave_the_state_and_only_the_mesh_named_default_counts() -> N
     assert store.snapshot().state.mesh.spec.trust_domain == "cluster.local"
     store.upsert("Mesh", {**other, "metadata": {"name": "default", "generation": 1}})
     assert store.snapshot().state.mesh.spec.trust_domain == "example.org"
+
+
+def test_policy_records_follow_every_event_a_new_generation_an_echo_a_deletion_and_a_resync() -> None:
+    store = Store()
+    key = PolicyKey("TrafficPolicy", "shop", "a")
+    store.upsert("TrafficPolicy", tp("a", status={"observedGeneration": 0}))
+    bad = tp("b", bogus=1)
+    bad["metadata"]["resourceVersion"] = "5"
+    store.upsert("TrafficPolicy", bad)
+    assert store.policy_records()[key].generation == 1
+    assert store.policy_records()[PolicyKey("TrafficPolicy", "shop", "b")].violations
+    store.upsert("TrafficPolicy", tp("a", generation=2, status={"observedGeneration": 1}))
+    store.upsert("TrafficPolicy", tp("a", generation=2, status={"observedGeneration": 2}))  # the echo of a write
+    record = store.policy_records()[key]
+    assert (record.generation, record.status) == (2, {"observedGeneration": 2})
+    assert store.snapshot().policies == store.policy_records()
+    store.delete("TrafficPolicy", tp("a", generation=2))
+    assert key not in store.policy_records() and key not in store.snapshot().policies
+    listed = tp("c", generation=3, status={"observedGeneration": 3})
+    listed["metadata"]["resourceVersion"] = "7"
+    store.reconcile("TrafficPolicy", [listed], 7)  # the periodic resync: b is gone, c is new
+    assert set(store.policy_records()) == {PolicyKey("TrafficPolicy", "shop", "c")}
+    assert store.policy_records()[PolicyKey("TrafficPolicy", "shop", "c")].status == {"observedGeneration": 3}

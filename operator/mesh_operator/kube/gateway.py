@@ -131,10 +131,10 @@ class GatewayStore:
     def _register(
         self, registry: kopf.OperatorRegistry, kind: str, gv: str, plural: str, mark_synced: Callable[[], None]
     ) -> None:
-        def index(body: kopf.Body, **_: Any) -> None:
+        async def index(body: kopf.Body, **_: Any) -> None:  # coroutines: no thread-pool hop per event
             self.upsert(kind, dict(body))
 
-        def event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        async def event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
             mark_synced()
             if event["type"] == "DELETED":
                 self.delete(kind, dict(body))

@@ -1,5 +1,8 @@
 """The kopf handlers: thin, they only feed the :class:`~mesh_operator.kube.store.Store`.
 
+The handlers are coroutines (kopf awaits them in its own loop, no thread-pool hop) and never block on I/O: the
+store's lock is only held for dictionary updates and the validation of a new policy generation.
+
 Nothing is ever written to the watched objects: no cause handlers (on.create/update/delete store progress in
 annotations), only ``kopf.index`` and ``kopf.on.event``. The index handlers upsert into the store; kopf runs them
 for every object of the initial LIST before it runs any ``on.event`` handler of any kind, so the first
@@ -51,10 +54,12 @@ def build_registry(store: Store, conn: Connection) -> kopf.OperatorRegistry:
 
 
 def _register(registry: kopf.OperatorRegistry, store: Store, kind: str, group: str, version: str, plural: str) -> None:
-    def index(body: kopf.Body, **_: Any) -> None:
+    # Coroutines, so kopf calls them in its own loop: a plain function would cost two thread-pool hops per watch
+    # event (and the GIL hand-overs of each), and every status write the operator makes comes back as an event.
+    async def index(body: kopf.Body, **_: Any) -> None:
         store.upsert(kind, dict(body))
 
-    def event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    async def event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         store.mark_synced()
         if event["type"] == "DELETED":
             store.delete(kind, dict(body))

@@ -37,6 +37,8 @@ class PolicyRecord:
     status: Mapping[str, Any]
     #: schema violations: the object could not be parsed, so it is not in the MeshState
     violations: tuple[Violation, ...] = ()
+    #: of the copy the watch last delivered (None if not a number): tells an own write's echo still on its way
+    resource_version: int | None = None
 
 
 @dataclass
@@ -81,6 +83,9 @@ class Store:
         self._policy_generation = 0
         self._adapted: tuple[int, Mesh | None, MeshState, list[AdaptProblem]] | None = None
         self._policies: tuple[int, tuple[Policy, ...]] | None = None
+        #: every policy object's record, kept current by each upsert/delete: the status writer reads them every
+        #: round and each snapshot carries them, so they are not rebuilt from the bodies each time (O(changed))
+        self._records: dict[PolicyKey, PolicyRecord] = {}
 
     # ----------------------------------------------------------------- written by the watch handlers
 
@@ -138,11 +143,17 @@ class Store:
         if relevant and kind in POLICY_KINDS:
             self._parse(kind, k, body)
             self._policy_generation += 1
+        if kind in POLICY_KINDS:
+            record = _record(kind, k, body, self._parsed.get((kind, k)))
+            self._records[record.key] = record
         return relevant
 
     def _delete_locked(self, kind: str, k: str, version: int | None) -> bool:
         gone = self._objects[kind].pop(k, None)
         self._parsed.pop((kind, k), None)
+        if kind in POLICY_KINDS:
+            ns, _, name = k.partition("/")
+            self._records.pop(PolicyKey(kind, ns, name), None)
         if version is not None:
             self._tombstones[(kind, k)] = version
         if gone is not None and kind in CORE_KINDS:
@@ -196,9 +207,7 @@ class Store:
     def policy_records(self) -> dict[PolicyKey, PolicyRecord]:
         """Every policy object with the status it carries now (cheap: no adaptation)."""
         with self._lock:
-            bodies = {kind: dict(self._objects[kind]) for kind in POLICY_KINDS}
-            parsed = dict(self._parsed)
-        return _records(bodies, parsed)
+            return dict(self._records)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -208,9 +217,8 @@ class Store:
             if adapted is None or adapted[0] != core_generation:
                 objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
             meshes = dict(self._objects["Mesh"])
-            bodies = {kind: dict(self._objects[kind]) for kind in POLICY_KINDS}
-            parsed = dict(self._parsed)
-        records = _records(bodies, parsed)
+            records = dict(self._records)
+            parsed = dict(self._parsed) if self._policies is None or self._policies[0] != policy_generation else {}
         if self._policies is None or self._policies[0] != policy_generation:
             ordered = tuple(obj for (_, _), (_, obj, _) in sorted(parsed.items()) if obj is not None)
             self._policies = (policy_generation, ordered)
@@ -241,19 +249,15 @@ class Store:
         return self._mesh_cache[1]
 
 
-def _records(
-    bodies: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    parsed: Mapping[tuple[str, str], tuple[int, Any, tuple[Violation, ...]]],
-) -> dict[PolicyKey, PolicyRecord]:
-    records: dict[PolicyKey, PolicyRecord] = {}
-    for kind, by_key in bodies.items():
-        for k, body in by_key.items():
-            generation, obj, violations = parsed.get((kind, k), (_generation(body), None, ()))
-            ns, _, name = k.partition("/")
-            pkey = PolicyKey(kind, ns, name)
-            unparsed = violations if obj is None else ()
-            records[pkey] = PolicyRecord(pkey, _PLURALS[kind], generation, body.get("status") or {}, unparsed)
-    return records
+def _record(
+    kind: str, k: str, body: Mapping[str, Any], parsed: tuple[int, Any, tuple[Violation, ...]] | None
+) -> PolicyRecord:
+    generation, obj, violations = parsed if parsed is not None else (_generation(body), None, ())
+    ns, _, name = k.partition("/")
+    pkey = PolicyKey(kind, ns, name)
+    unparsed = violations if obj is None else ()
+    status = body.get("status") or {}
+    return PolicyRecord(pkey, _PLURALS[kind], generation, status, unparsed, _resource_version(body))
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 #: how long an own write may take to come back through the watch before it is written again
 _ECHO_WAIT = 5.0
+#: ... and how long while the watch's copy is provably older than the write (its resourceVersion is below the one
+#: the PATCH answered with): on a loaded machine the echo can take longer than ``_ECHO_WAIT``, and writing the
+#: same status again only adds to the apiserver's queue. A copy as new as the write but with another status (a
+#: foreign write) is corrected after ``_ECHO_WAIT`` as before.
+_ECHO_LIMIT = 60.0
 
 
 class StatusWriter:
@@ -42,6 +47,7 @@ class StatusWriter:
         min_interval: float = 1.0,
         period: float = 0.25,
         concurrency: int = 16,
+        echo_wait: float = _ECHO_WAIT,
     ) -> None:
         self.rest = rest
         self._records, self._outcomes, self._receipts = records, outcomes, receipts
@@ -49,8 +55,10 @@ class StatusWriter:
         self.min_interval = min_interval
         self.period = period
         self._sem = asyncio.Semaphore(concurrency)
+        self.echo_wait = echo_wait
         self._last_write: dict[PolicyKey, float] = {}
-        self._written: dict[PolicyKey, tuple[float, dict[str, Any]]] = {}
+        #: key -> (when, the status written, the resourceVersion the PATCH answered with or None)
+        self._written: dict[PolicyKey, tuple[float, dict[str, Any], int | None]] = {}
         self._wake = asyncio.Event()
         #: successful status writes, ever; failed ones
         self.writes = 0
@@ -90,8 +98,13 @@ class StatusWriter:
             if unchanged(desired, rec.status):
                 continue
             written = self._written.get(key)
-            if written is not None and now - written[0] < _ECHO_WAIT and unchanged(desired, written[1]):
-                continue
+            if written is not None and unchanged(desired, written[1]):
+                age = now - written[0]
+                echo_pending = (
+                    written[2] is not None and rec.resource_version is not None and rec.resource_version < written[2]
+                )
+                if age < self.echo_wait or (echo_pending and age < _ECHO_LIMIT):
+                    continue
             if now - self._last_write.get(key, -1e9) < self.min_interval:
                 continue  # coalesced into a later round
             self._last_write[key] = now
@@ -105,11 +118,19 @@ class StatusWriter:
         path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{key.namespace}/{rec.plural}/{key.name}/status"
         async with self._sem:
             try:
-                await self.rest.merge_patch(path, {"status": status})
+                answer = await self.rest.merge_patch(path, {"status": status})
             except ApiError as e:
                 if e.status != 404:  # 404: deleted meanwhile
                     self.failures += 1
                     log.warning("status of %s not written (retried after %.1f s): %s", key, self.min_interval, e)
                 return
         self.writes += 1
-        self._written[key] = (time.monotonic(), status)
+        self._written[key] = (time.monotonic(), status, _answered_version(answer))
+
+
+def _answered_version(answer: Any) -> int | None:
+    """The resourceVersion of the object a PATCH returned (None when it is not a number)."""
+    try:
+        return int(answer["metadata"]["resourceVersion"])
+    except (TypeError, KeyError, ValueError):
+        return None
