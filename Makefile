@@ -63,7 +63,7 @@ test-host:
 
 test-cluster:
 	@set -o pipefail; $(BIN)/python -u -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[cluster] /'
-	@set -o pipefail; $(MAKE) --no-print-directory conformance \
+	@set -o pipefail; $(MAKE) --no-print-directory conformance-run \
 		CONFORMANCE_ARGS="--report-dir=$$(mktemp -d) $(CONFORMANCE_ARGS)" 2>&1 | sed -u 's/^/[cluster] /'
 
 demo: install
