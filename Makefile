@@ -51,7 +51,12 @@ test-prereqs: install .venv-upb/.installed
 # on pods, so the two overlap well on 2 cores. Each line is prefixed with its lane; each lane ends with its own
 # pytest summary; `make test` fails if either fails. PYTEST_ARGS go to both lanes. (No --output-sync: it would hold
 # a lane's output until the lane ends; `sed -u` writes whole lines, so the lanes interleave line by line.)
+# The host lane's tests mostly wait too (Envoy starting, proxies converging, traffic at a set rate: ~45 % of the two
+# cores in a serial run), so it runs them in HOST_WORKERS pytest-xdist workers, a whole module per worker
+# (--dist loadfile: a module's fixtures, e.g. a running mesh, stay in one process). HOST_WORKERS=0 runs it serially.
 HOST_TIERS    := tests/unit tests/golden tests/envoy tests/k8s
+HOST_WORKERS  ?= 2
+HOST_XDIST    := $(if $(filter-out 0,$(HOST_WORKERS)),-n $(HOST_WORKERS) --dist loadfile)
 CLUSTER_TIERS := tests/cluster e2e
 
 test: install lint .venv-upb/.installed test-prereqs
@@ -59,7 +64,7 @@ test: install lint .venv-upb/.installed test-prereqs
 
 .PHONY: test-host test-cluster
 test-host:
-	@set -o pipefail; $(BIN)/python -u -m pytest $(HOST_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[host] /'
+	@set -o pipefail; $(BIN)/python -u -m pytest $(HOST_XDIST) $(HOST_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[host] /'
 
 test-cluster:
 	@set -o pipefail; $(BIN)/python -u -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[cluster] /'
