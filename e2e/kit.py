@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from mesh_operator.testing import cache_dir
-from mesh_operator.testing.apiserver import k8s_version
+from mesh_operator.testing.binaries import k8s_version
 from mesh_operator.testing.cluster import Cluster, ClusterError
 from mesh_operator.testing.existing_cluster import ExistingCluster
 

