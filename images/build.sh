@@ -104,9 +104,33 @@ fi
 work="$(mktemp -d "$CACHE/.work.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 "$VENV_PY" -m pip freeze --exclude-editable | grep -v '^-e ' | sort >"$work/constraints.txt"
+# The images hold meshwork's runtime requirements only (no extras), so only those pins key the layers and the images:
+# a new dev tool in .venv rebuilds nothing. (The install still takes the whole freeze as constraints; the deps layer
+# is checked against this list below.)
+"$VENV_PY" - "$work/constraints.txt" >"$work/runtime.txt" <<'PY' || die "could not list meshwork's runtime requirements"
+import re, sys
+from importlib import metadata
+from packaging.requirements import Requirement
+
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
+
+seen, todo = set(), [("meshwork", "")]
+while todo:
+    name, extra = todo.pop()
+    if (norm(name), extra) in seen:
+        continue
+    seen.add((norm(name), extra))
+    for line in metadata.requires(name) or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": extra}):
+            todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
+names = {n for n, _ in seen} - {"meshwork"}
+pins = [l for l in open(sys.argv[1]).read().splitlines() if norm(l.split("==")[0]) in names]
+print("\n".join(sorted(pins)))
+PY
 src_hash="$(cd "$ROOT" && git ls-files -z pyproject.toml meshctl xds_server operator/mesh_operator images/build.sh |
     xargs -0 sha256sum | sha256sum | cut -c1-16)"
-KEY="$(cat "$work/constraints.txt" | sha256sum | cut -c1-8)-$src_hash-$BASE_KEY-$SOURCE_DATE_EPOCH"
+KEY="$(sha256sum <"$work/runtime.txt" | cut -c1-8)-$src_hash-$BASE_KEY-$SOURCE_DATE_EPOCH"
 if [[ -f "$CACHE/control-plane.oci.tar" && -f "$CACHE/sidecar.oci.tar" && "$(cat "$CACHE/.key" 2>/dev/null)" == "$KEY" ]]; then
     log "images up to date ($CACHE)"
     exit 0
@@ -122,7 +146,7 @@ requires="$("$VENV_PY" -c 'import sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
 meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
 print("\n".join(sorted(l for l in z.read(meta).decode().splitlines() if l.startswith("Requires-Dist:"))))' "$wheel")"
-DEPS_KEY="$(printf '%s\n' "$(cat "$work/constraints.txt")" "$requires" "$envoy_req" "$BASE_KEY" "$VERSION" \
+DEPS_KEY="$(printf '%s\n' "$(cat "$work/runtime.txt")" "$requires" "$envoy_req" "$BASE_KEY" "$VERSION" \
     "$(sha256sum <"${BASH_SOURCE[0]}")" | sha256sum | cut -c1-16)"
 LAYERS="$CACHE/layers-$DEPS_KEY"
 
@@ -172,6 +196,12 @@ if [[ ! -f "$LAYERS/.done" ]]; then
     # The project's own files belong to the top layer: drop what the project wheel put here.
     for entry in "$work/app$SITE"/*; do rm -rf "$work/deps$SITE/$(basename "$entry")"; done
     for entry in "$work/app/usr/local/bin"/*; do rm -f "$work/deps$SITE/bin/$(basename "$entry")"; done
+    installed="$(cd "$work/deps$SITE" && ls -d ./*.dist-info | sed 's|^\./||; s|-[^-]*\.dist-info$||' |
+        tr 'A-Z_.' 'a-z--' | sort)"
+    listed="$(sed 's/==.*//' "$work/runtime.txt" | tr 'A-Z_.' 'a-z--' | sort)"
+    [[ "$installed" == "$listed" ]] || die "the dependency layer is not meshwork's runtime requirements (the cache key
+would miss a change): installed only: $(comm -23 <(echo "$installed") <(echo "$listed") | tr '\n' ' ')listed only: \
+$(comm -13 <(echo "$installed") <(echo "$listed") | tr '\n' ' ')"
     scripts_to_bin "$work/deps"
     SOURCE_DATE_EPOCH=$DEPS_EPOCH normalize_mtimes "$work/deps"
 
@@ -199,7 +229,7 @@ if [[ ! -f "$LAYERS/.done" ]]; then
     }
     cached_layout control-plane deps
     cached_layout sidecar envoy deps # Envoy below the dependencies: the layer least likely to change first
-    cp "$work/constraints.txt" "$LAYERS/constraints.txt"
+    cp "$work/runtime.txt" "$LAYERS/constraints.txt"
     touch "$LAYERS/.done"
     # Older layer caches are of no further use.
     find "$CACHE" -maxdepth 1 -name 'layers-*' ! -name "layers-$DEPS_KEY" -exec rm -rf {} +
