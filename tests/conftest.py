@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every test process (xdist workers, both `make test` lanes, the control planes they start) leases the ports it
+# hands out in one directory, so no two processes hand out the same port (xds_server/ports.py).
+os.environ.setdefault("MESHWORK_PORT_LEASES", "/tmp/meshwork-port-leases")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
