@@ -165,12 +165,19 @@ def _check_sequence(case: str, steps: list[tuple[int, int]]) -> None:
     translator = Translator()
     state = u.base
     history: dict[Any, list[Policy]] = {}
-    _assert_same(state, translator.translate(state), None, None)
+    got = translator.translate(state)
+    _assert_same(state, got, None, None)
+    # the outcomes handed out stay what they were after later translations (the control plane keeps them for
+    # status while the next round runs): each step's changes are layered on, never written into them
+    kept = [(got.outcomes, dict(got.outcomes))]
     for op, n in steps:
         state = _apply(u, state, op, n, history)
         last_good, rejected = _inputs(state, n, history)
         got = translator.translate(state, last_good=last_good, rejected=rejected)
         _assert_same(state, got, last_good, rejected)
+        kept.append((got.outcomes, dict(got.outcomes)))
+        for outcomes, then in kept:
+            assert dict(outcomes) == then and len(outcomes) == len(then)
 
 
 _universes: dict[str, _Universe] = {}

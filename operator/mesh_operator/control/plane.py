@@ -52,7 +52,7 @@ class PlaneStatus:
     """What the last translation decided, for status reporting."""
 
     generation: int = 0
-    outcomes: dict[PolicyKey, PolicyOutcome] = field(default_factory=dict)
+    outcomes: Mapping[PolicyKey, PolicyOutcome] = field(default_factory=dict)
     #: node id -> snapshot version it should have
     desired: dict[str, str] = field(default_factory=dict)
     #: node id -> the policies (``Kind/ns/name``) its config carries
@@ -103,6 +103,8 @@ class ControlPlane:
         #: kept between translations so that each re-derives only what changed (O(changed), same result)
         self._incremental = Incremental()
         self._policy_sets: dict[str, tuple[Mapping[str, set[str]], set[str]]] = {}
+        #: node -> (built snapshot, config, leaf, trust bundle, the snapshot assembled from them, what it misses)
+        self._assembled: dict[str, tuple[Snapshot, Any, Any, bytes, Snapshot, list[str]]] = {}
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -204,13 +206,30 @@ class ControlPlane:
                 failed[node_id] = f"cannot issue a certificate for {cfg.node.spiffe_id}: {e}"
                 self._keep_previous(node_id, desired)
                 continue
-            secrets = [
-                certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
-                bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
-            ]
-            items = [r for by_name in resources.resources.values() for r in by_name.values()] + secrets
-            snap = Snapshot.from_resources(items)
-            missing = missing_references(cfg, snap)
+            made = self._assembled.get(node_id)
+            if (
+                made is None
+                or made[0] is not resources
+                or made[1] is not cfg
+                or made[2] is not leaf
+                or made[3] != bundle_pem
+            ):
+                # (a proxy whose built snapshot, config and secrets are the very same objects as last round keeps
+                # the snapshot assembled then: only changed proxies cost work proportional to their resources)
+                secrets = [
+                    certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
+                    bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
+                ]
+                snap = resources.with_type(SECRET, {r.name: r for r in secrets})
+                made = self._assembled[node_id] = (
+                    resources,
+                    cfg,
+                    leaf,
+                    bundle_pem,
+                    snap,
+                    missing_references(cfg, snap),
+                )
+            snap, missing = made[4], made[5]
             if missing:
                 failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
                 self._keep_previous(node_id, desired)
@@ -221,6 +240,8 @@ class ControlPlane:
             self.cache.clear_snapshot(gone)
         for gone in [n for n in self._policy_sets if n not in built.snapshots]:
             del self._policy_sets[gone]
+        for gone in [n for n in self._assembled if n not in built.snapshots]:
+            del self._assembled[gone]
         self._identities = identities
         self.certs.forget_except(set(identities.values()))
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.

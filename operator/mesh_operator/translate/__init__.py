@@ -36,7 +36,8 @@ __all__ = [
 class MeshTranslation:
     #: (a read-only view from the incremental translator, valid until its next translation)
     proxies: Mapping[str, ir.ProxyConfig]
-    outcomes: dict[PolicyKey, PolicyOutcome]
+    #: (from the incremental translator: a read-only map that stays valid)
+    outcomes: Mapping[PolicyKey, PolicyOutcome]
     #: node id -> why its config could not be built (it keeps what it has)
     failed: dict[str, str] = field(default_factory=dict)
     #: the accepted current version of each policy in force

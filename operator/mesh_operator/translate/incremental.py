@@ -30,6 +30,7 @@ from dataclasses import replace
 from itertools import compress
 from operator import is_not
 from types import MappingProxyType
+from typing import Any
 
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.api.mesh import Mesh
@@ -43,12 +44,15 @@ from mesh_operator.translate.status import PolicyKey, PolicyOutcome
 from mesh_operator.translate.traffic import ServiceRouting
 from mesh_operator.validation.violations import Violation
 from xds_server import ir
+from xds_server.layered import GONE, Layered
 
 __all__ = ["Translator"]
 
 #: A policy tuple differing from the previous one in more than this many elements (plus an eighth of its length)
 #: is compared as a set of objects rather than as an edited sequence.
 SPAN_BASE = 64
+
+_MISSING: Any = object()
 
 
 class Translator:
@@ -109,9 +113,10 @@ class Translator:
         self._sources: dict[PolicyKey, set[str]] = {}  # policy -> services whose warnings concern it
         self._callers_changed: set[str] = set()
         self._had_transparent = False
-        self._final: dict[PolicyKey, PolicyOutcome] = {}
-        #: ``_final`` was handed out (as the outcomes of a translation): copied before it changes again
-        self._final_shared = False
+        #: the outcomes handed out by the last call (never mutated: the control plane keeps them for status while
+        #: the next call runs); a call's writes collect in ``_final_changes`` and are layered on at its end
+        self._final: Mapping[PolicyKey, PolicyOutcome] = MappingProxyType({})
+        self._final_changes: dict[PolicyKey, PolicyOutcome] = {}
 
     # ------------------------------------------------------------------------------------------------ entry
 
@@ -241,17 +246,29 @@ class Translator:
         self._workloads = state.workloads
         self.changed = nodes
         self._refresh_warnings(builder, touched)
-        # The outcomes stay valid after the next call (the control plane keeps them for status): the next change
-        # copies them first. The proxies and the policies in force are read-only views of the live maps, valid
-        # until the next call (what the control plane uses them for); copying them would cost O(mesh) per change.
-        self._final_shared = True
+        # The outcomes stay valid after the next call (the control plane keeps them for status): this call's
+        # changes are layered on the previous map (O(changed), see xds_server.layered), not written into a copy.
+        # The proxies and the policies in force are read-only views of the live maps, valid until the next call
+        # (what the control plane uses them for); copying them would cost O(mesh) per change.
+        if self._final_changes:
+            self._final = Layered.over(self._final, self._final_changes)
+            self._final_changes = {}
         return MeshTranslation(MappingProxyType(self._proxies), self._final, {}, MappingProxyType(self._in_force))
 
-    def _outcomes_to_write(self) -> dict[PolicyKey, PolicyOutcome]:
-        if self._final_shared:
-            self._final = dict(self._final)
-            self._final_shared = False
-        return self._final
+    def _outcome(self, key: PolicyKey) -> PolicyOutcome | None:
+        v = self._final_changes.get(key, _MISSING)
+        if v is _MISSING:
+            return self._final.get(key)
+        return None if v is GONE else v
+
+    def _set_outcome(self, key: PolicyKey, outcome: PolicyOutcome) -> None:
+        self._final_changes[key] = outcome
+
+    def _drop_outcome(self, key: PolicyKey) -> None:
+        if key in self._final:
+            self._final_changes[key] = GONE
+        else:
+            self._final_changes.pop(key, None)
 
     def current(self, state: MeshState) -> Mapping[PolicyKey, Policy]:
         """``{key_of(p): p for p in state.policies}``, computing keys only for policy objects not seen before
@@ -348,12 +365,11 @@ class Translator:
         last_good: Mapping[PolicyKey, Policy],
         rejected: Mapping[PolicyKey, Rejection],
     ) -> None:
-        final = self._outcomes_to_write() if keys else self._final
         for k in keys:
             self._outcomes.pop(k, None)
             self._used.pop(k, None)
             self._in_force.pop(k, None)
-            final.pop(k, None)
+            self._drop_outcome(k)
         for s in services:
             self._traffic.pop(s, None)
             self._retry.pop(s, None)
@@ -377,7 +393,7 @@ class Translator:
         self._access.update(r.access)
         self._authn.update(r.authn)
         self._outcomes.update(r.outcomes)
-        final.update(r.outcomes)
+        self._final_changes.update(r.outcomes)
         self._used.update(r.used)
         self._in_force.update(r.in_force())
 
@@ -463,8 +479,8 @@ class Translator:
         sources = sorted(self._sources.get(key, ()))
         extra = [w for s in sources for k, w in self._warnings.get(s, ()) if k == key]
         if not extra:
-            if self._final.get(key) is not pristine:
-                self._outcomes_to_write()[key] = pristine
+            if self._outcome(key) is not pristine:
+                self._set_outcome(key, pristine)
             return
         o = PolicyOutcome(
             pristine.generation,
@@ -476,7 +492,7 @@ class Translator:
         for w in extra:
             if w not in o.violations:
                 o.warn(w)
-        self._outcomes_to_write()[key] = o
+        self._set_outcome(key, o)
 
 
 def _rate_limit_warnings(tp: TrafficPolicy) -> list[Violation]:
