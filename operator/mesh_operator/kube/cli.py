@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -73,24 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: the cyclic GC's young-generation threshold in the operator process (CPython's default: 700 allocations)
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Collect the young generation every 20,000 net allocations instead of every 700: a watch event, a build
-    and a translation allocate thousands of short-lived objects that die by reference counting; at 700 the
-    collector scanned them ~900 times in one bench/apply.py run (~1.6 CPU-s). The older generations keep their
-    thresholds; nothing is frozen (no startup stall)."""
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from mesh_operator.kube.operator import run
 
     args = build_parser().parse_args(argv)
-    tune_gc()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
