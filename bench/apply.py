@@ -230,6 +230,9 @@ def run_once(args: argparse.Namespace, code: Path | None, *, operator: bool = Tr
                 "envoy_seconds": round(preflight.get("envoy_seconds", 0) - preflight_before.get("envoy_seconds", 0), 2)
                 if "envoy_seconds" in preflight
                 else None,
+                "split_checks": preflight.get("split_checks", 0) - preflight_before.get("split_checks", 0)
+                if "split_checks" in preflight
+                else None,
             },
             "operator_rss_mib": {
                 "before": round(rss_before / 2**20, 1),

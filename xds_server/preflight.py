@@ -16,7 +16,14 @@ Cost is bounded three ways:
   checks this on every golden case and example). Envoy stops at the first error and names the resource; its
   prefix tells the proxy, which is taken out, and the rest is run again. An error naming no prefix splits the
   batch in halves;
-* **workers**: batches run in parallel, ``workers`` at a time (the Envoy processes release the GIL).
+* **workers**: batches run in parallel, ``workers`` at a time (the Envoy processes release the GIL);
+* **parts**: a proxy checked on its own with at least ``split_min`` new listeners and clusters, when there are
+  fewer such proxies than workers, is split into self-contained parts validated in parallel (one per idle
+  worker): each part holds some of the new listeners with every cluster they refer to, and some of the new
+  clusters; listeners sharing an address stay in one part. Envoy checks a static bootstrap's listeners against
+  the clusters they refer to and its resources' names and addresses for uniqueness, so the union is valid exactly
+  when every part is (the same argument that lets a check leave out the resources Envoy accepted before). The
+  proxy is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it.
 
 A proxy validated on its own (a batch of one: the usual case once the mesh runs, where a change reaches few
 proxies; ``len(proxies) <= workers`` gives every proxy its own run) is not rendered through proto-JSON at all: its
@@ -33,6 +40,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,9 +50,9 @@ from typing import Any
 from xds_server import ir
 from xds_server.ca import SpiffeId, TrustBundle, create_root
 from xds_server.envoy_binary import envoy_path
-from xds_server.preflight_wire import route_names, static_bootstrap, strings
+from xds_server.preflight_wire import listener_addresses, route_names, static_bootstrap, strings
 from xds_server.serialize import proto_dict
-from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Snapshot
+from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, CachedResource, Snapshot
 from xds_server.translate import EnvoyResources, render_bootstrap, translate_proxy
 
 _PREFIX = re.compile(r"\bn(\d+)~")
@@ -59,6 +67,36 @@ class Refusal:
     resource: str | None = None
 
 
+@dataclass(frozen=True)
+class _Part:
+    """Listeners to validate with the clusters they refer to (and clusters to validate on their own)."""
+
+    listeners: tuple[CachedResource, ...]
+    clusters: frozenset[str]
+
+
+def _address_groups(addresses: list[list[bytes]]) -> list[list[int]]:
+    """The indexes of the listeners, grouped so that listeners sharing any address (its bytes) are in one group;
+    in order of their first member. A listener without an address is a group of its own."""
+    parent = list(range(len(addresses)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[bytes, int] = {}
+    for i, addrs in enumerate(addresses):
+        for a in addrs:
+            j = first.setdefault(a, i)
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(addresses)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 @dataclass
 class PreflightStats:
     checks: int = 0
@@ -71,6 +109,8 @@ class PreflightStats:
     last_seconds: float = 0.0
     #: of ``seconds``: waiting for Envoy processes (summed over parallel runs)
     envoy_seconds: float = 0.0
+    #: proxies checked in several parts in parallel (each part one of the binary runs)
+    split_checks: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         return dict(self.__dict__)
@@ -84,6 +124,9 @@ class Preflight:
     envoy: Path | None = None
     #: False: every check through proto-JSON documents (the path before binary bootstraps; for comparisons)
     binary: bool = True
+    #: a proxy checked alone with at least this many new listeners and clusters is split across the idle workers
+    #: (Envoy's ~0.25 s per run makes smaller checks cheaper in one run); 0: never split
+    split_min: int = 64
     stats: PreflightStats = field(default_factory=PreflightStats)
 
     def __post_init__(self) -> None:
@@ -138,12 +181,22 @@ class Preflight:
             if mine:
                 docs[node] = (cfg, snap, {name for _, name in mine})
         nodes = list(docs)
-        size = 1 if self._binary_for(len(nodes)) else self.batch_size
-        batches = [nodes[i : i + size] for i in range(0, len(nodes), size)]
         refused: dict[str, Refusal] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for result in pool.map(lambda b: self._check_batch(b, docs), batches):
-                refused.update(result)
+            if self._binary_for(len(nodes)):
+                share = max(1, self.workers) // max(1, len(nodes))
+                jobs = [(node, part) for node in nodes for part in self._parts(docs[node][1], docs[node][2], share)]
+                with self._lock:
+                    self.stats.split_checks += sum(n > 1 for n in Counter(node for node, _ in jobs).values())
+                runs = pool.map(lambda job: self._run(self._wire(docs[job[0]][0], docs[job[0]][1], job[1])), jobs)
+                for (node, _), (ok, output) in zip(jobs, list(runs), strict=True):
+                    if not ok and node not in refused:  # (the first refused part, in order)
+                        message = envoy_error(output)
+                        refused[node] = Refusal(_PREFIX.sub("", message), _resource_named(message))
+            else:
+                batches = [nodes[i : i + self.batch_size] for i in range(0, len(nodes), self.batch_size)]
+                for result in pool.map(lambda b: self._check_batch(b, docs), batches):
+                    refused.update(result)
         for node, versions in new_versions.items():
             if node not in refused:
                 culprit = next((owner[v] for v in sorted(versions) if owner.get(v) in refused), None)
@@ -175,7 +228,8 @@ class Preflight:
         while pending:
             group = pending.pop()
             if len(group) == 1 and self.binary:
-                ok, output = self._run(self._wire(*docs[group[0]]))
+                cfg, snap, names = docs[group[0]]
+                ok, output = self._run(self._wire(cfg, snap, self._parts(snap, names, 1)[0]))
             else:
                 ok, output = self._run(merge_bootstraps([self._bootstrap(docs[n][0], docs[n][2]) for n in group]))
             if ok:
@@ -215,11 +269,13 @@ class Preflight:
             self.stats.binary_runs += binary
         return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
-    def _wire(self, cfg: ir.ProxyConfig, snap: Snapshot, names: set[str]) -> bytes:
-        """The binary static bootstrap of the snapshot's resources named in ``names``: those listeners and the
-        listeners taking a named route configuration over RDS (with every route configuration they take
-        inlined), those clusters and the clusters of named load assignments, and every cluster a kept listener
-        or its routes refer to (any string equal to a cluster's name counts as a reference)."""
+    def _parts(self, snap: Snapshot, names: set[str], parts: int) -> list[_Part]:
+        """What to validate of the snapshot's resources named in ``names``, in at most ``parts`` self-contained
+        parts (one unless there are ``split_min`` listeners and clusters to check): those listeners and the
+        listeners taking a named route configuration over RDS (every route configuration they take is inlined),
+        those clusters, and with each listener every cluster it or its routes refer to (any string equal to a
+        cluster's name counts as a reference). Listeners sharing an address stay in one part; the parts are
+        balanced by listeners and clusters (a listener costs Envoy about twice a cluster)."""
         res = snap.resources
         listeners, routes, clusters = res.get(LISTENER, {}), res.get(ROUTE, {}), res.get(CLUSTER, {})
         named_routes = {n for n in names if n in routes}
@@ -229,19 +285,46 @@ class Preflight:
             if n in names or (named_routes and self._routes(r.version, r.body) & named_routes)
         ]
         cluster_names = {n.encode(): n for n in clusters}
-        wanted = {n for n in names if n in clusters}
+        needs: list[frozenset[str]] = []
         for lis in kept:
             found = self._strings(lis.version, lis.body)
             for name in self._routes(lis.version, lis.body):
                 route = routes.get(name)
                 if route is not None:
                     found = found | self._strings(route.version, route.body)
-            wanted |= {cluster_names[s] for s in found if s in cluster_names}
+            needs.append(frozenset(cluster_names[s] for s in found if s in cluster_names))
+        loose = [n for n in clusters if n in names and not any(n in need for need in needs)]
+        whole = [_Part(tuple(kept), frozenset().union(*needs, loose))]
+        if parts <= 1 or self.split_min <= 0 or len(kept) + sum(n in clusters for n in names) < self.split_min:
+            return whole
+        groups = _address_groups([listener_addresses(r.body) for r in kept])
+        if len(groups) < 2:
+            return whole
+        loads, members = [0] * parts, [list[int]() for _ in range(parts)]
+        cost = [2 + len(need) for need in needs]
+        for group in sorted(groups, key=lambda g: (-sum(cost[i] for i in g), g[0])):
+            least = loads.index(min(loads))
+            members[least] += group
+            loads[least] += sum(cost[i] for i in group)
+        extra: list[list[str]] = [[] for _ in range(parts)]
+        for name in loose:
+            least = loads.index(min(loads))
+            extra[least].append(name)
+            loads[least] += 1
+        return [
+            _Part(tuple(kept[i] for i in sorted(m)), frozenset().union(*(needs[i] for i in m), x))
+            for m, x in zip(members, extra, strict=True)
+            if m or x
+        ]
+
+    def _wire(self, cfg: ir.ProxyConfig, snap: Snapshot, part: _Part) -> bytes:
+        """The binary static bootstrap of one part of the snapshot (:meth:`_parts`)."""
+        res = snap.resources
         return static_bootstrap(
             cfg,
-            [r.body for r in kept],
-            [r.body for n, r in clusters.items() if n in wanted],
-            {n: r.body for n, r in routes.items()},
+            [r.body for r in part.listeners],
+            [r.body for n, r in res.get(CLUSTER, {}).items() if n in part.clusters],
+            {n: r.body for n, r in res.get(ROUTE, {}).items()},
             {n: r.body for n, r in res.get(ENDPOINT, {}).items()},
             self._throwaway_material(cfg.mesh.trust_domain),
         )

@@ -35,7 +35,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     TransportSocket,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import AdditionalAddress, Filter, FilterChain, Listener
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
     Rds,
@@ -64,6 +64,9 @@ def _n(cls: type[betterproto2.Message], name: str) -> int:
 
 
 _LISTENER_NAME: Final = _n(Listener, "name")
+_LISTENER_ADDRESS: Final = _n(Listener, "address")
+_ADDITIONAL: Final = _n(Listener, "additional_addresses")
+_ADDITIONAL_ADDRESS: Final = _n(AdditionalAddress, "address")
 _FILTER_CHAINS: Final = _n(Listener, "filter_chains")
 _DEFAULT_CHAIN: Final = _n(Listener, "default_filter_chain")
 _FILTERS: Final = _n(FilterChain, "filters")
@@ -373,8 +376,16 @@ def static_bootstrap(
     return encode(head) + field_bytes(_STATIC, body)
 
 
+def listener_addresses(body: bytes) -> list[bytes]:
+    """The bytes of a listener's address and of each of its additional addresses."""
+    out = _payloads(body, (_LISTENER_ADDRESS,))
+    for extra in _payloads(body, (_ADDITIONAL,)):
+        out += _payloads(extra, (_ADDITIONAL_ADDRESS,))
+    return out
+
+
 def listener_name(body: bytes) -> str | None:
     return _string(body, _LISTENER_NAME)
 
 
-__all__ = ["WireError", "fields", "route_names", "static_bootstrap", "strings"]
+__all__ = ["WireError", "fields", "listener_addresses", "route_names", "static_bootstrap", "strings"]
