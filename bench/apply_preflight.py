@@ -6,13 +6,14 @@ of ``--round`` (as a burst of creates reaches the debounced control plane), each
 (each with fresh caches, the variants alternating ``--repeat`` times):
 
 * ``json``: the pre-flight check as before (the proxy's new resources converted to proto-JSON, one Envoy run);
-* ``binary``: the bootstrap spliced from the snapshot's bytes (``xds_server.preflight_wire``), one Envoy run.
+* ``binary``: the bootstrap spliced from the snapshot's bytes (``xds_server.preflight_wire``), one Envoy run;
+* ``split``: the same in two self-contained parts validated by two Envoy runs in parallel (the default now).
 
 Figures per variant (sums over the rounds, the initial translation of the mesh without policies excluded): wall
 time, the process's CPU, Envoy's CPU (``RUSAGE_CHILDREN``: the validation processes), pre-flight seconds and the
 part spent waiting for Envoy. The machine is shared: CPU seconds are the steadier figure.
 
-    .venv/bin/python bench/apply_preflight.py [--services 1000 --round 100 --repeat 2]
+    .venv/bin/python bench/apply_preflight.py [--services 1000 --round 100 --repeat 2 --variants binary,split]
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def measure(binary: bool, n: int, per_round: int, policies: list[TrafficPolicy]) -> dict[str, Any]:
+def measure(variant: str, n: int, per_round: int, policies: list[TrafficPolicy]) -> dict[str, Any]:
     clear_caches()
-    preflight = Preflight(binary=binary)
+    preflight = Preflight(binary=variant != "json", split_min=0 if variant == "binary" else Preflight.split_min)
     inc = Incremental()
     state = _mesh(n)
     last_good: dict[Any, Any] = {}
@@ -90,7 +91,12 @@ def measure(binary: bool, n: int, per_round: int, policies: list[TrafficPolicy])
         last_good = {**last_good, **b.translation.in_force}
         rejected = dict(b.rejected)
     total = {k: round(sum(r[k] for r in rounds), 2) for k in rounds[0]}
-    return {**total, "rounds": len(rounds), "envoy_runs": preflight.stats.envoy_runs}
+    return {
+        **total,
+        "rounds": len(rounds),
+        "envoy_runs": preflight.stats.envoy_runs,
+        "split_checks": preflight.stats.split_checks,
+    }
 
 
 def main() -> int:
@@ -99,13 +105,17 @@ def main() -> int:
     parser.add_argument("--round", type=int, default=100, help="policies per translation round")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--result", default="apply-preflight")
+    parser.add_argument("--variants", default="json,binary,split", help="comma-separated: json, binary, split")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if not variants or set(variants) - {"json", "binary", "split"}:
+        parser.error(f"--variants: choose among json, binary, split (got {args.variants!r})")
     load_at_start = bench_results.load()
     policies = [_policy(i) for i in range(args.services)]
-    runs: dict[str, list[dict[str, Any]]] = {"json": [], "binary": []}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for i in range(args.repeat):
-        for variant in ("json", "binary") if i % 2 == 0 else ("binary", "json"):
-            got = measure(variant == "binary", args.services, args.round, policies)
+        for variant in variants if i % 2 == 0 else variants[::-1]:
+            got = measure(variant, args.services, args.round, policies)
             print(variant, json.dumps(got), flush=True)
             runs[variant].append(got)
     best = {v: min(rs, key=lambda r: r["cpu_s"] + r["envoy_cpu_s"]) for v, rs in runs.items()}
