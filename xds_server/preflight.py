@@ -188,8 +188,9 @@ class Preflight:
                 jobs = [(node, part) for node in nodes for part in self._parts(docs[node][1], docs[node][2], share)]
                 with self._lock:
                     self.stats.split_checks += sum(n > 1 for n in Counter(node for node, _ in jobs).values())
-                runs = pool.map(lambda job: self._run(self._wire(docs[job[0]][0], docs[job[0]][1], job[1])), jobs)
-                for (node, _), (ok, output) in zip(jobs, list(runs), strict=True):
+                # (each bootstrap is spliced here, its Envoy run starting while the next one is spliced)
+                runs = [pool.submit(self._run, self._wire(docs[node][0], docs[node][1], part)) for node, part in jobs]
+                for (node, _), (ok, output) in zip(jobs, [r.result() for r in runs], strict=True):
                     if not ok and node not in refused:  # (the first refused part, in order)
                         message = envoy_error(output)
                         refused[node] = Refusal(_PREFIX.sub("", message), _resource_named(message))
