@@ -23,7 +23,11 @@ Cost is bounded three ways:
   clusters; listeners sharing an address stay in one part. Envoy checks a static bootstrap's listeners against
   the clusters they refer to and its resources' names and addresses for uniqueness, so the union is valid exactly
   when every part is (the same argument that lets a check leave out the resources Envoy accepted before). The
-  proxy is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it.
+  proxy is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it;
+* **narrowing**: when Envoy refuses a binary bootstrap on a field rule, it dumps the whole bootstrap, which names
+  every resource in it, so the error points at no policy (every policy in a burst would be blamed). Such a refused
+  bootstrap is halved, the halves validated in parallel, until the resource refused is alone (a few more runs, on
+  refusals only): its error then names the culprit's resources only.
 
 A proxy validated on its own (a batch of one: the usual case once the mesh runs, where a change reaches few
 proxies; ``len(proxies) <= workers`` gives every proxy its own run) is not rendered through proto-JSON at all: its
@@ -50,12 +54,15 @@ from typing import Any
 from xds_server import ir
 from xds_server.ca import SpiffeId, TrustBundle, create_root
 from xds_server.envoy_binary import envoy_path
-from xds_server.preflight_wire import listener_addresses, route_names, static_bootstrap, strings
+from xds_server.preflight_parts import Part, divide
+from xds_server.preflight_wire import route_names, static_bootstrap, strings
 from xds_server.serialize import proto_dict
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, CachedResource, Snapshot
 from xds_server.translate import EnvoyResources, render_bootstrap, translate_proxy
 
 _PREFIX = re.compile(r"\bn(\d+)~")
+#: in Envoy's error when a field rule fails on the bootstrap as a whole (it dumps the bootstrap)
+_DUMPED_BOOTSTRAP = "\nstatic_resources {"
 _FIRST_PORT = 10_000
 
 
@@ -65,36 +72,6 @@ class Refusal:
 
     message: str
     resource: str | None = None
-
-
-@dataclass(frozen=True)
-class _Part:
-    """Listeners to validate with the clusters they refer to (and clusters to validate on their own)."""
-
-    listeners: tuple[CachedResource, ...]
-    clusters: frozenset[str]
-
-
-def _address_groups(addresses: list[list[bytes]]) -> list[list[int]]:
-    """The indexes of the listeners, grouped so that listeners sharing any address (its bytes) are in one group;
-    in order of their first member. A listener without an address is a group of its own."""
-    parent = list(range(len(addresses)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[bytes, int] = {}
-    for i, addrs in enumerate(addresses):
-        for a in addrs:
-            j = first.setdefault(a, i)
-            parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(addresses)):
-        groups.setdefault(root(i), []).append(i)
-    return list(groups.values())
 
 
 @dataclass
@@ -190,9 +167,9 @@ class Preflight:
                     self.stats.split_checks += sum(n > 1 for n in Counter(node for node, _ in jobs).values())
                 # (each bootstrap is spliced here, its Envoy run starting while the next one is spliced)
                 runs = [pool.submit(self._run, self._wire(docs[node][0], docs[node][1], part)) for node, part in jobs]
-                for (node, _), (ok, output) in zip(jobs, [r.result() for r in runs], strict=True):
+                for (node, part), (ok, output) in zip(jobs, [r.result() for r in runs], strict=True):
                     if not ok and node not in refused:  # (the first refused part, in order)
-                        message = envoy_error(output)
+                        message = envoy_error(self._narrow(docs[node][0], docs[node][1], part, output))
                         refused[node] = Refusal(_PREFIX.sub("", message), _resource_named(message))
             else:
                 batches = [nodes[i : i + self.batch_size] for i in range(0, len(nodes), self.batch_size)]
@@ -230,7 +207,9 @@ class Preflight:
             group = pending.pop()
             if len(group) == 1 and self.binary:
                 cfg, snap, names = docs[group[0]]
-                ok, output = self._run(self._wire(cfg, snap, self._parts(snap, names, 1)[0]))
+                (whole,) = self._parts(snap, names, 1)
+                ok, output = self._run(self._wire(cfg, snap, whole))
+                output = output if ok else self._narrow(cfg, snap, whole, output)
             else:
                 ok, output = self._run(merge_bootstraps([self._bootstrap(docs[n][0], docs[n][2]) for n in group]))
             if ok:
@@ -270,13 +249,12 @@ class Preflight:
             self.stats.binary_runs += binary
         return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
-    def _parts(self, snap: Snapshot, names: set[str], parts: int) -> list[_Part]:
+    def _parts(self, snap: Snapshot, names: set[str], parts: int) -> list[Part]:
         """What to validate of the snapshot's resources named in ``names``, in at most ``parts`` self-contained
         parts (one unless there are ``split_min`` listeners and clusters to check): those listeners and the
         listeners taking a named route configuration over RDS (every route configuration they take is inlined),
         those clusters, and with each listener every cluster it or its routes refer to (any string equal to a
-        cluster's name counts as a reference). Listeners sharing an address stay in one part; the parts are
-        balanced by listeners and clusters (a listener costs Envoy about twice a cluster)."""
+        cluster's name counts as a reference). See :func:`~xds_server.preflight_parts.divide` for how they are divided."""
         res = snap.resources
         listeners, routes, clusters = res.get(LISTENER, {}), res.get(ROUTE, {}), res.get(CLUSTER, {})
         named_routes = {n for n in names if n in routes}
@@ -286,39 +264,49 @@ class Preflight:
             if n in names or (named_routes and self._routes(r.version, r.body) & named_routes)
         ]
         cluster_names = {n.encode(): n for n in clusters}
-        needs: list[frozenset[str]] = []
-        for lis in kept:
-            found = self._strings(lis.version, lis.body)
-            for name in self._routes(lis.version, lis.body):
-                route = routes.get(name)
-                if route is not None:
-                    found = found | self._strings(route.version, route.body)
-            needs.append(frozenset(cluster_names[s] for s in found if s in cluster_names))
+        needs = [self._needs(lis, routes, cluster_names) for lis in kept]
         loose = [n for n in clusters if n in names and not any(n in need for need in needs)]
-        whole = [_Part(tuple(kept), frozenset().union(*needs, loose))]
         if parts <= 1 or self.split_min <= 0 or len(kept) + sum(n in clusters for n in names) < self.split_min:
-            return whole
-        groups = _address_groups([listener_addresses(r.body) for r in kept])
-        if len(groups) < 2:
-            return whole
-        loads, members = [0] * parts, [list[int]() for _ in range(parts)]
-        cost = [2 + len(need) for need in needs]
-        for group in sorted(groups, key=lambda g: (-sum(cost[i] for i in g), g[0])):
-            least = loads.index(min(loads))
-            members[least] += group
-            loads[least] += sum(cost[i] for i in group)
-        extra: list[list[str]] = [[] for _ in range(parts)]
-        for name in loose:
-            least = loads.index(min(loads))
-            extra[least].append(name)
-            loads[least] += 1
-        return [
-            _Part(tuple(kept[i] for i in sorted(m)), frozenset().union(*(needs[i] for i in m), x))
-            for m, x in zip(members, extra, strict=True)
-            if m or x
-        ]
+            return [Part(tuple(kept), frozenset().union(*needs, loose))]
+        return divide(kept, needs, loose, parts)
 
-    def _wire(self, cfg: ir.ProxyConfig, snap: Snapshot, part: _Part) -> bytes:
+    def _needs(
+        self, lis: CachedResource, routes: Mapping[str, CachedResource], cluster_names: Mapping[bytes, str]
+    ) -> frozenset[str]:
+        """The clusters a listener or the route configurations it takes over RDS refer to."""
+        found = self._strings(lis.version, lis.body)
+        for name in self._routes(lis.version, lis.body):
+            route = routes.get(name)
+            if route is not None:
+                found = found | self._strings(route.version, route.body)
+        return frozenset(cluster_names[s] for s in found if s in cluster_names)
+
+    def _narrow(self, cfg: ir.ProxyConfig, snap: Snapshot, part: Part, output: str) -> str:
+        """Envoy's error on the smallest refused piece of a refused part, when its error is a field rule checked
+        on the whole bootstrap: Envoy then dumps the bootstrap, which names every resource of the part and so
+        points at none. The part is halved (:func:`~xds_server.preflight_parts.divide`), both halves are validated in parallel, a refused
+        half is halved again, until a single listener (with its clusters) or cluster is left, or no half is
+        refused on its own (then the part's error stands)."""
+        routes, clusters = snap.resources.get(ROUTE, {}), snap.resources.get(CLUSTER, {})
+        cluster_names = {n.encode(): n for n in clusters}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            while _DUMPED_BOOTSTRAP in output:
+                kept = list(part.listeners)
+                needs = [self._needs(lis, routes, cluster_names) for lis in kept]
+                loose = [n for n in clusters if n in part.clusters and not any(n in need for need in needs)]
+                halves = divide(kept, needs, loose, 2)
+                if len(halves) < 2:
+                    break
+                runs = [pool.submit(self._run, self._wire(cfg, snap, half)) for half in halves]
+                refused = [
+                    (half, out) for half, run in zip(halves, runs, strict=True) for ok, out in [run.result()] if not ok
+                ]
+                if not refused:
+                    break
+                part, output = refused[0]
+        return output
+
+    def _wire(self, cfg: ir.ProxyConfig, snap: Snapshot, part: Part) -> bytes:
         """The binary static bootstrap of one part of the snapshot (:meth:`_parts`)."""
         res = snap.resources
         return static_bootstrap(

@@ -1,7 +1,8 @@
 """A proxy with many new resources is pre-flighted in two parts by real Envoy in parallel (``--mode validate``, one
 binary bootstrap per part): the verdict is the verdict of one run on the whole, what passed is remembered, and a
-policy Envoy refuses in either part is pinned on that policy while every other one is programmed. Runs the control
-plane's own build with the incremental translator, as the operator does."""
+policy Envoy refuses in either part is pinned on that policy while every other one is programmed (also in a burst
+checked in one run: Envoy's error on a field rule dumps the whole bootstrap, so the refused bootstrap is halved until
+the culprit is alone). Runs the control plane's own build with the incremental translator, as the operator does."""
 
 from __future__ import annotations
 
@@ -90,4 +91,16 @@ def test_two_refused_policies_in_different_parts_are_both_pinned_and_the_rest_is
     outcomes = result.translation.outcomes
     assert {k for k, o in outcomes.items() if not o.accepted} == {_key(i) for i in bad}
     assert all(outcomes[_key(i)].reason == REJECTED_BY_ENVOY for i in bad)
+    assert not result.failed and "b/client" in result.snapshots
+
+
+def test_a_policy_envoy_refuses_in_a_burst_checked_in_one_run_is_pinned_on_it_alone(no_validation: None) -> None:
+    # Envoy's error on a field rule dumps the whole bootstrap, naming every policy of the burst: the refused
+    # bootstrap is halved until the culprit is alone, so the 99 others are not blamed with it.
+    preflight = Preflight(workers=2, split_min=0)
+    result = build(fan_out(N, frozenset({37})), {}, {}, preflight, Incremental())
+    assert preflight.stats.split_checks == 0
+    outcomes = result.translation.outcomes
+    assert {k for k, o in outcomes.items() if not o.accepted} == {_key(37)}
+    assert outcomes[_key(37)].reason == REJECTED_BY_ENVOY
     assert not result.failed and "b/client" in result.snapshots

@@ -13,7 +13,8 @@ from envoy_data_plane.envoy.config.listener.v3 import AdditionalAddress, Listene
 
 from mesh_operator.control.build import Incremental, build
 from tests.envoy.inventories import fan_out
-from xds_server.preflight import Preflight, _address_groups
+from xds_server.preflight import Preflight
+from xds_server.preflight_parts import address_groups
 from xds_server.preflight_wire import listener_addresses
 from xds_server.serialize import encode
 from xds_server.snapshot import CLUSTER, LISTENER, SECRET, Snapshot
@@ -68,8 +69,8 @@ def test_only_the_listeners_named_or_taking_a_named_route_are_checked_with_the_c
 
 def test_listeners_sharing_an_address_are_grouped_together() -> None:
     a, b, c = b"a", b"b", b"c"
-    assert _address_groups([[a], [b], [a], [c, b], [], [c]]) == [[0, 2], [1, 3, 5], [4]]
-    assert _address_groups([]) == []
+    assert address_groups([[a], [b], [a], [c, b], [], [c]]) == [[0, 2], [1, 3, 5], [4]]
+    assert address_groups([]) == []
 
 
 def test_a_listener_address_and_its_additional_addresses_are_read_from_its_bytes() -> None:
