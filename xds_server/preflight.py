@@ -254,7 +254,7 @@ class Preflight:
         parts (one unless there are ``split_min`` listeners and clusters to check): those listeners and the
         listeners taking a named route configuration over RDS (every route configuration they take is inlined),
         those clusters, and with each listener every cluster it or its routes refer to (any string equal to a
-        cluster's name counts as a reference). See :func:`~xds_server.preflight_parts.divide` for how they are divided."""
+        cluster's name counts as a reference). Divided by :func:`~xds_server.preflight_parts.divide`."""
         res = snap.resources
         listeners, routes, clusters = res.get(LISTENER, {}), res.get(ROUTE, {}), res.get(CLUSTER, {})
         named_routes = {n for n in names if n in routes}
@@ -284,7 +284,7 @@ class Preflight:
     def _narrow(self, cfg: ir.ProxyConfig, snap: Snapshot, part: Part, output: str) -> str:
         """Envoy's error on the smallest refused piece of a refused part, when its error is a field rule checked
         on the whole bootstrap: Envoy then dumps the bootstrap, which names every resource of the part and so
-        points at none. The part is halved (:func:`~xds_server.preflight_parts.divide`), both halves are validated in parallel, a refused
+        points at none. The part is halved (``divide``), both halves are validated in parallel, a refused
         half is halved again, until a single listener (with its clusters) or cluster is left, or no half is
         refused on its own (then the part's error stands)."""
         routes, clusters = snap.resources.get(ROUTE, {}), snap.resources.get(CLUSTER, {})
