@@ -66,7 +66,11 @@ def _children_cpu() -> float:
 
 def measure(variant: str, n: int, per_round: int, policies: list[TrafficPolicy]) -> dict[str, Any]:
     clear_caches()
-    preflight = Preflight(binary=variant != "json", split_min=0 if variant == "binary" else Preflight.split_min)
+    preflight = Preflight(
+        binary=variant != "json",
+        split_min=0 if variant == "binary" else Preflight.split_min,
+        idle=lambda: variant == "split",  # (split: whatever the load)
+    )
     inc = Incremental()
     state = _mesh(n)
     last_good: dict[Any, Any] = {}

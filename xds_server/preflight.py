@@ -17,13 +17,13 @@ Cost is bounded three ways:
   prefix tells the proxy, which is taken out, and the rest is run again. An error naming no prefix splits the
   batch in halves;
 * **workers**: batches run in parallel, ``workers`` at a time (the Envoy processes release the GIL);
-* **parts**: a proxy checked on its own with at least ``split_min`` new listeners and clusters, when there are
-  fewer such proxies than workers, is split into self-contained parts validated in parallel (one per idle
-  worker): each part holds some of the new listeners with every cluster they refer to, and some of the new
-  clusters; listeners sharing an address stay in one part. Envoy checks a static bootstrap's listeners against
+* **parts**: a proxy checked on its own with at least ``split_min`` new listeners and clusters, when there are fewer
+  such proxies than workers and a core is idle (``idle``), is split into self-contained parts validated in parallel
+  (one per idle worker): each part holds some of the new listeners with every cluster they refer to, and some of the
+  new clusters; listeners sharing an address stay in one part. Envoy checks a static bootstrap's listeners against
   the clusters they refer to and its resources' names and addresses for uniqueness, so the union is valid exactly
-  when every part is (the same argument that lets a check leave out the resources Envoy accepted before). The
-  proxy is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it;
+  when every part is (the same argument that lets a check leave out the resources Envoy accepted before). The proxy
+  is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it;
 * **narrowing**: when Envoy refuses a binary bootstrap on a field rule, it dumps the whole bootstrap, which names
   every resource in it, so the error points at no policy (every policy in a burst would be blamed). Such a refused
   bootstrap is halved, the halves validated in parallel, until the resource refused is alone (a few more runs, on
@@ -39,13 +39,14 @@ cost of converting them to JSON. Merged batches keep the JSON path (renaming nee
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,9 @@ class Preflight:
     #: a proxy checked alone with at least this many new listeners and clusters is split across the idle workers
     #: (Envoy's ~0.25 s per run makes smaller checks cheaper in one run); 0: never split
     split_min: int = 64
+    #: whether a core is free for a second Envoy run: a split costs Envoy's start-up again, and on a busy machine
+    #: the parallel run only competes with the rest (docs/notes/pf4.md); by default the 1-minute load average
+    idle: Callable[[], bool] = field(default_factory=lambda: a_core_is_idle)
     stats: PreflightStats = field(default_factory=PreflightStats)
 
     def __post_init__(self) -> None:
@@ -161,7 +165,7 @@ class Preflight:
         refused: dict[str, Refusal] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             if self._binary_for(len(nodes)):
-                share = max(1, self.workers) // max(1, len(nodes))
+                share = max(1, self.workers) // max(1, len(nodes)) if len(nodes) < self.workers and self.idle() else 1
                 jobs = [(node, part) for node in nodes for part in self._parts(docs[node][1], docs[node][2], share)]
                 with self._lock:
                     self.stats.split_checks += sum(n > 1 for n in Counter(node for node, _ in jobs).values())
@@ -353,6 +357,11 @@ class Preflight:
                     TrustBundle.of(ca.root).to_pem().decode(),
                 )
             return self._material[trust_domain]
+
+
+def a_core_is_idle() -> bool:
+    """Whether the machine's 1-minute load average leaves at least one core free."""
+    return os.getloadavg()[0] <= (os.cpu_count() or 1) - 1
 
 
 def subset(res: EnvoyResources, names: set[str] | None) -> EnvoyResources:

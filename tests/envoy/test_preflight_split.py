@@ -47,7 +47,7 @@ def _part_of(preflight: Preflight, bad: frozenset[int], i: int) -> int:
 
 
 def test_a_split_check_reaches_the_verdict_of_one_run_and_remembers_what_envoy_accepted() -> None:
-    split, whole = Preflight(workers=2, split_min=64), Preflight(workers=2, split_min=0)
+    split, whole = Preflight(workers=2, split_min=64, idle=lambda: True), Preflight(workers=2, split_min=0)
     a = build(fan_out(N), {}, {}, split, Incremental())
     b = build(fan_out(N), {}, {}, whole, Incremental())
     assert not a.failed and not b.failed
@@ -67,7 +67,7 @@ def test_a_split_check_reaches_the_verdict_of_one_run_and_remembers_what_envoy_a
 def test_a_policy_envoy_refuses_in_either_part_is_pinned_on_it_and_every_other_policy_is_programmed(
     bad: int, part: int, no_validation: None
 ) -> None:
-    preflight = Preflight(workers=2, split_min=64)
+    preflight = Preflight(workers=2, split_min=64, idle=lambda: True)
     assert _part_of(preflight, frozenset({bad}), bad) == part
     result = build(fan_out(N, frozenset({bad})), {}, {}, preflight, Incremental())
     assert preflight.stats.split_checks >= 1
@@ -84,7 +84,7 @@ def test_a_policy_envoy_refuses_in_either_part_is_pinned_on_it_and_every_other_p
 def test_two_refused_policies_in_different_parts_are_both_pinned_and_the_rest_is_programmed(
     no_validation: None,
 ) -> None:
-    preflight = Preflight(workers=2, split_min=64)
+    preflight = Preflight(workers=2, split_min=64, idle=lambda: True)
     bad = frozenset({0, N - 1})
     assert {_part_of(preflight, bad, i) for i in bad} == {0, 1}
     result = build(fan_out(N, bad), {}, {}, preflight, Incremental())
@@ -104,3 +104,10 @@ def test_a_policy_envoy_refuses_in_a_burst_checked_in_one_run_is_pinned_on_it_al
     assert {k for k, o in outcomes.items() if not o.accepted} == {_key(37)}
     assert outcomes[_key(37)].reason == REJECTED_BY_ENVOY
     assert not result.failed and "b/client" in result.snapshots
+
+
+def test_on_a_busy_machine_a_large_check_is_one_run() -> None:
+    preflight = Preflight(workers=2, split_min=64, idle=lambda: False)
+    result = build(fan_out(N), {}, {}, preflight, Incremental())
+    assert not result.failed and all(o.accepted for o in result.translation.outcomes.values())
+    assert (preflight.stats.split_checks, preflight.stats.binary_runs) == (0, 1)
