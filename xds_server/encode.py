@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import betterproto2
-from envoy_data_plane.google.protobuf import Duration
+from envoy_data_plane.google.protobuf import Duration, Value
 
 _PINNED: Final = "0.9.1"
 if betterproto2.__version__ != _PINNED:  # pragma: no cover - guards an upgrade
@@ -121,6 +121,7 @@ class _Field:
     packed: bool
     unwrap: Callable[[], type] | None
     map_kinds: tuple[tuple[int, str, bytes, Callable[[], type] | None], ...] | None
+    value_cls: type | None  # the class of a map's values
 
 
 def _tag(number: int, wire: int) -> bytes:
@@ -162,6 +163,7 @@ def _plan(cls: type) -> tuple[_Field, ...]:
                 packed,
                 m.unwrap,
                 map_kinds,
+                meta.cls_by_field.get(f"{name}.value") if m.map_meta else None,
             )
         )
     plan = tuple(fields)
@@ -227,6 +229,31 @@ def _length(var: str) -> str:
 # A shared sub-message's bytes are probed by identity right at the call site (see ``share``): no call at all.
 # (An entry holds its message alive, so no other live object has its id; b"" falls through to the encoder.)
 _ENC_EXPR: Final = "(((sh := SB({x_id})) is not None and sh[1]) or (G(type({x})) or C(type({x})))({x}))"
+
+
+# A ``Struct``'s values (provenance metadata: one per route, cluster, listener, endpoint) are nearly always plain
+# strings: such a ``Value`` is written right in the ``Struct``'s loop (its bytes are the string_value field alone,
+# as the library writes it: every other member of the oneof is None); any other ``Value`` goes to its encoder.
+_VALUE_LINES: Final = [
+    "if type(x) is VALUE and VO(x.__dict__) == VNONE and (s := x.string_value) is not None and not x._unknown_fields:",
+    "    sb = s.encode()",
+    f"    vb = VSK + {_length('sb')} + sb",
+    "else:",
+    f"    vb = {_ENC_EXPR.format(x='x', x_id='id(x)')}",
+]
+_VALUE_OTHERS: Final = ("null_value", "number_value", "bool_value", "struct_value", "list_value")
+
+
+def _value_env() -> dict[str, Any]:
+    plan = _PLANS.get(Value) or _plan(Value)
+    assert {f.name for f in plan} == {"string_value", *_VALUE_OTHERS}, "google.protobuf.Value changed"
+    (string,) = (f for f in plan if f.name == "string_value")
+    return {
+        "VALUE": Value,
+        "VO": operator.itemgetter(*_VALUE_OTHERS),
+        "VNONE": (None,) * len(_VALUE_OTHERS),
+        "VSK": string.key,
+    }
 
 
 def _is_message_map(f: _Field) -> bool:
@@ -298,11 +325,11 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
             vunwrap = f"VU{i}"
             env[vunwrap] = vun
             env[f"WM{vunwrap}"] = _wrapped_memo()
-        if vk == _MESSAGE and vunwrap is None:
-            # The memo path hands in the (key, value bytes) pairs it computed for its lookup key.
-            pairs = f"[(k, {_ENC_EXPR.format(x='x', x_id='id(x)')}) for k, x in v.items()]"
-            block = [f"for k, vb in (p{i} if p{i} is not None else {pairs}):"]
+        if vk == _MESSAGE and vunwrap is None and f.value_cls is Value:
+            block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+            block += ["    " + ln for ln in _VALUE_LINES]
+            env.update(_value_env())
         else:
             block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
@@ -325,6 +352,9 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
 # timedelta), all hashable: its bytes are looked up by the tuple of those values (built in C by ``itemgetter``),
 # skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
 # provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
+# Not for messages with message-valued maps (Struct, Metadata): their key would need their values' bytes, i.e. all
+# the work of encoding them (equal ones are shared by identity in the translation instead). Not for messages whose
+# singular message fields are not all empty ... is decided per message at run time (the ``if`` below).
 _MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
 _MEMO_MAX: Final = 16_384
 _MEMOS: list[dict[Any, bytes]] = []
@@ -334,21 +364,11 @@ def _is_scalar(f: _Field) -> bool:
     return f.map_kinds is None and not f.repeated and (f.kind != _MESSAGE or f.unwrap is not None)
 
 
-def _map_key(f: _Field, i: int) -> tuple[str, str]:
-    """(setup line, key part) of a map field: its (key, value) pairs, message values as their (memoized) bytes."""
-    if _is_message_map(f):
-        value = _ENC_EXPR.format(x="x", x_id="id(x)")
-        return f"p{i} = tuple([(k, {value}) for k, x in d[{f.name!r}].items()])", f"p{i}"
-    return "", f"tuple(d[{f.name!r}].items())"
-
-
 def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
-    if len(plan) > _MEMO_FIELDS:
+    if len(plan) > _MEMO_FIELDS or any(_is_message_map(f) for f in plan):
         return None
     scalars = [f.name for f in plan if _is_scalar(f)]
-    maps = [_map_key(f, i) for i, f in enumerate(plan) if f.map_kinds is not None]
-    setup = ["    " + line for line, _ in maps if line]
-    params = "".join(f", p{i}" for i, f in enumerate(plan) if _is_message_map(f))
+    maps = [f"tuple(d[{f.name!r}].items())" for f in plan if f.map_kinds is not None]
     empty = [
         f"d[{f.name!r}] is None" if f.kind == _MESSAGE and not f.repeated else f"not d[{f.name!r}]"
         for f in plan
@@ -360,16 +380,15 @@ def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> lis
     env["IG"] = operator.itemgetter(*scalars) if scalars else (lambda _d: ())
     # 0.0 == -0.0 (and their hashes agree) but their bytes differ: a float field's repr is part of the key
     floats = [f"repr(d[{f.name!r}])" for f in plan if _is_scalar(f) and f.proto_type in _FLOAT_TYPES]
-    parts = [part for _, part in maps] + floats
+    parts = maps + floats
     key = "IG(d)" if not parts else "(IG(d), " + ", ".join(parts) + ")"
     return [
         "d = msg.__dict__",
         "if " + " and ".join([*empty, "not msg._unknown_fields"]) + ":",
-        *setup,
         f"    k = {key}",
         "    r = M.get(k)",
         "    if r is None:",
-        f"        r = full(msg, d{params})",
+        "        r = full(msg, d)",
         "        if len(M) >= MEMO_MAX:",
         "            M.clear()",
         "        M[k] = r",
@@ -394,10 +413,12 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
     for i, f in enumerate(plan):
         full += _field_lines(f, i, env)
     full += ["a(msg._unknown_fields)", "return b''.join(out)"]
-    params = "".join(f", p{i}=None" for i, f in enumerate(plan) if _is_message_map(f))
-    source = f"def full(msg, d{params}):\n" + "".join(f"    {ln}\n" for ln in full)
     memo = _memo_lines(cls, plan, env)
-    entry = memo if memo is not None else ["return full(msg, msg.__dict__)"]
+    if memo is not None:
+        source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)
+        entry = memo
+    else:  # no memo: the field blocks are the entry itself (one call per message, not two)
+        source, entry = "", ["d = msg.__dict__", *full]
     if cls in _SHAREABLE:
         env["SH"] = _SHARED
         source += "def encode(msg):\n" + "".join(f"    {ln}\n" for ln in _SHARED_ENTRY)
