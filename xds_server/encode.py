@@ -121,7 +121,7 @@ class _Field:
     packed: bool
     unwrap: Callable[[], type] | None
     map_kinds: tuple[tuple[int, str, bytes, Callable[[], type] | None], ...] | None
-    value_cls: type | None  # the class of a map's values
+    msg_cls: type | None  # the declared class of a message field (of a map's values)
 
 
 def _tag(number: int, wire: int) -> bytes:
@@ -163,7 +163,7 @@ def _plan(cls: type) -> tuple[_Field, ...]:
                 packed,
                 m.unwrap,
                 map_kinds,
-                meta.cls_by_field.get(f"{name}.value") if m.map_meta else None,
+                meta.cls_by_field.get(f"{name}.value" if m.map_meta else name),
             )
         )
     plan = tuple(fields)
@@ -228,7 +228,17 @@ def _length(var: str) -> str:
 
 # A shared sub-message's bytes are probed by identity right at the call site (see ``share``): no call at all.
 # (An entry holds its message alive, so no other live object has its id; b"" falls through to the encoder.)
+# A field whose declared class has no shared instance is not probed (``share`` recompiles every encoder when a class
+# gets its first shared instance; a value of another class than declared is encoded, just not found by identity).
 _ENC_EXPR: Final = "(((sh := SB({x_id})) is not None and sh[1]) or (G(type({x})) or C(type({x})))({x}))"
+_ENC_UNSHARED: Final = "(G(type({x})) or C(type({x})))({x})"
+
+
+def _enc(x: str, cls: type | None) -> str:
+    """Expression: the bytes of message ``x`` (of declared class ``cls``)."""
+    if cls is not None and cls not in _SHAREABLE:
+        return _ENC_UNSHARED.format(x=x)
+    return _ENC_EXPR.format(x=x, x_id=f"id({x})")
 
 
 # A ``Struct``'s values (provenance metadata: one per route, cluster, listener, endpoint) are nearly always plain
@@ -239,7 +249,7 @@ _VALUE_LINES: Final = [
     "    sb = s.encode()",
     f"    vb = VSK + {_length('sb')} + sb",
     "else:",
-    f"    vb = {_ENC_EXPR.format(x='x', x_id='id(x)')}",
+    "    vb = ENCX(x)",
 ]
 _VALUE_OTHERS: Final = ("null_value", "number_value", "bool_value", "struct_value", "list_value")
 
@@ -253,19 +263,27 @@ def _value_env() -> dict[str, Any]:
         "VO": operator.itemgetter(*_VALUE_OTHERS),
         "VNONE": (None,) * len(_VALUE_OTHERS),
         "VSK": string.key,
+        "ENCX": (lambda x: encode(x)) if Value not in _SHAREABLE else _shared_or_encode,
     }
+
+
+def _shared_or_encode(x: Any) -> bytes:
+    sh = _SHARED.get(id(x))
+    return (sh is not None and sh[1]) or encode(x)
 
 
 def _is_message_map(f: _Field) -> bool:
     return f.map_kinds is not None and f.map_kinds[1][0] == _MESSAGE and f.map_kinds[1][3] is None
 
 
-def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str) -> list[str]:
+def _payload_lines(
+    f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str, cls: type | None = None
+) -> list[str]:
     """Lines computing ``dst`` = the payload of one value ``src`` (length-delimited ones without their length)."""
     if f_kind == _STRING:
         return [f"{dst} = {src}.encode()"]
     if f_kind == _MESSAGE and unwrap is None:
-        return [f"{dst} = {_ENC_EXPR.format(x=src, x_id=f'id({src})')}"]
+        return [f"{dst} = {_enc(src, cls)}"]
     if f_kind == _MESSAGE:  # a wrapped well-known type: its body memoized per field by plain value
         return [
             f"{dst} = WM{unwrap}.get({src})",
@@ -281,9 +299,9 @@ def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, d
     return [f"{dst} = P({f_kind}, {proto_type!r}, None, {src})"]
 
 
-def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str) -> list[str]:
+def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str, cls: type | None) -> list[str]:
     """Lines appending one tagged value ``src`` to the output."""
-    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b")
+    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b", cls)
     if f_kind >= _STRING:
         return [*lines, f"a({key} + {_length('b')} + b)"]
     return [*lines, f"a({key} + b)"]
@@ -325,7 +343,7 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
             vunwrap = f"VU{i}"
             env[vunwrap] = vun
             env[f"WM{vunwrap}"] = _wrapped_memo()
-        if vk == _MESSAGE and vunwrap is None and f.value_cls is Value:
+        if vk == _MESSAGE and vunwrap is None and f.msg_cls is Value:
             block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _VALUE_LINES]
@@ -333,7 +351,7 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
         else:
             block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
-            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb")]
+            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb", f.msg_cls)]
         kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
         vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
         block += [f"    e = {kpart} + {vpart}", f"    a({key} + {_length('e')} + e)"]
@@ -341,9 +359,9 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
         env[f"T{i}"] = f.proto_type
         block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"a({key} + {_length('b')} + b)"]
     elif f.repeated:
-        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x")]
+        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x", f.msg_cls)]
     else:
-        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v")
+        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v", f.msg_cls)
     return [f"v = d[{f.name!r}]", _presence_test(f, i, env)] + ["    " + ln for ln in block]
 
 
@@ -463,7 +481,7 @@ def share(msg: _M) -> _M:
         cls = type(msg)
         if cls not in _SHAREABLE:
             _SHAREABLE.add(cls)
-            _ENCODERS.pop(cls, None)  # recompiled with the identity probe
+            _ENCODERS.clear()  # recompiled: cls's own entry and its parents' call sites probe the shared table
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()  # the translation registers its shared objects again on their next use
         _SHARED[key] = [msg, None]
