@@ -305,7 +305,7 @@ def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src:
     """Lines appending one tagged value ``src`` to the output."""
     lines = _payload_lines(f_kind, proto_type, unwrap, src, "b", cls)
     if f_kind >= _STRING:
-        return [*lines, f"a({key} + {_length('b')} + b)"]
+        return [*lines, f"out += ({key}, {_length('b')}, b)"]
     return [*lines, f"a({key} + b)"]
 
 
@@ -405,15 +405,15 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
             block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb", f.msg_cls)]
         kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
         vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
-        block += [f"    e = {kpart} + {vpart}", f"    a({key} + {_length('e')} + e)"]
+        block += [f"    e = {kpart} + {vpart}", f"    out += ({key}, {_length('e')}, e)"]
     elif f.kind == _MESSAGE and f.unwrap is None and _fusable(f.msg_cls, depth):
         assert f.msg_cls is not None
         src = "x" if f.repeated else "v"
-        body = [*_fused_lines(f.msg_cls, src, env, depth), f"a({key} + {_length('b')} + b)"]
+        body = [*_fused_lines(f.msg_cls, src, env, depth), f"out += ({key}, {_length('b')}, b)"]
         block = ["for x in v:", *["    " + ln for ln in body]] if f.repeated else body
     elif f.packed:
         env[f"T{i}"] = f.proto_type
-        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"a({key} + {_length('b')} + b)"]
+        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"out += ({key}, {_length('b')}, b)"]
     elif f.repeated:
         block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x", f.msg_cls)]
     else:
