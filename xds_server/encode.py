@@ -347,7 +347,7 @@ def _fusable(cls: type | None, depth: int) -> bool:
         return False
     plan = _PLANS.get(cls) or _plan(cls)
     return len(plan) <= _FUSE_FIELDS and any(
-        f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None for f in plan
+        (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or _is_message_map(f) for f in plan
     )
 
 
@@ -399,6 +399,11 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _VALUE_LINES]
             env.update(_value_env())
+        elif vk == _MESSAGE and vunwrap is None and _fusable(f.msg_cls, depth):  # a Metadata's Structs
+            assert f.msg_cls is not None
+            block = ["for k, x in v.items():"]
+            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+            block += ["    " + ln for ln in [*_fused_lines(f.msg_cls, "x", env, depth), "vb = b"]]
         else:
             block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
