@@ -13,9 +13,9 @@ cluster entries, provenance metadata repeat across a snapshot's resources.
 ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
 translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
 random messages of every one of those types (random field subsets and values, memo hits and near-twins).
-Shared sub-messages (:func:`share`, used by ``xds_server.translate._shared``) are memoized by identity.
-Measured (``bench/translate.py --only serialize``, CPU time, cold, same run): 6.0x upb's ``SerializeToString``
-on the 1000x5 edge proxy's resources (main before shared sub-messages: 9.5x; docs/notes/wire2.md).
+Shared sub-messages (:func:`share`, used by ``xds_server.translate._shared``) are memoized by identity. Small
+structural children are fused into their parent's encoder (see ``_fused_lines``) and a ``Struct``'s plain string
+values are written in its own loop. Figures against upb's ``SerializeToString``: docs/notes/wire2.md, wire4.md.
 
 Upgrading betterproto2: re-read ``Message.__bytes__``, adjust, bump ``_PINNED``, re-run those tests.
 """
