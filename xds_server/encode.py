@@ -371,7 +371,7 @@ def _fused_lines(cls: type, src: str, env: dict[str, Any], depth: int) -> list[s
         f"    out_{j} = []",
         f"    a_{j} = out_{j}.append",
         *["    " + _renamed(ln, names) for ln in lines],
-        f"    a_{j}({src}._unknown_fields)",
+        f"    a_{j}(d_{j}['_unknown_fields'])",
         f"    b = b''.join(out_{j})",
         "else:",
         f"    b = {_enc(src, cls)}",
@@ -432,8 +432,9 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
 # skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
 # provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
 # Not for messages with message-valued maps (Struct, Metadata): their key would need their values' bytes, i.e. all
-# the work of encoding them (equal ones are shared by identity in the translation instead). Not for messages whose
-# singular message fields are not all empty ... is decided per message at run time (the ``if`` below).
+# the work of encoding them (equal ones are shared by identity in the translation instead), nor with a bytes field
+# (an ``Any``: its key would hash the whole payload, and its bytes are the payload plus a few). Whether a message's
+# message, list and map fields are all empty is decided per message at run time (the ``if`` below).
 _MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
 _MEMO_MAX: Final = 16_384
 _MEMOS: list[dict[Any, bytes]] = []
@@ -444,7 +445,7 @@ def _is_scalar(f: _Field) -> bool:
 
 
 def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
-    if len(plan) > _MEMO_FIELDS or any(_is_message_map(f) for f in plan):
+    if len(plan) > _MEMO_FIELDS or any(_is_message_map(f) or f.kind == _BYTES for f in plan):
         return None
     scalars = [f.name for f in plan if _is_scalar(f)]
     maps = [f"tuple(d[{f.name!r}].items())" for f in plan if f.map_kinds is not None]
@@ -463,7 +464,7 @@ def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> lis
     key = "IG(d)" if not parts else "(IG(d), " + ", ".join(parts) + ")"
     return [
         "d = msg.__dict__",
-        "if " + " and ".join([*empty, "not msg._unknown_fields"]) + ":",
+        "if " + " and ".join([*empty, "not d['_unknown_fields']"]) + ":",
         f"    k = {key}",
         "    r = M.get(k)",
         "    if r is None:",
@@ -491,7 +492,7 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
     full = ["out = []", "a = out.append"]
     for i, f in enumerate(plan):
         full += _field_lines(f, i, env)
-    full += ["a(msg._unknown_fields)", "return b''.join(out)"]
+    full += ["a(d['_unknown_fields'])", "return b''.join(out)"]  # set by Message.__post_init__ and by new()
     memo = _memo_lines(cls, plan, env)
     if memo is not None:
         source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)
