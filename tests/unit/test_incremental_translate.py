@@ -22,7 +22,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mesh_operator.control.build import Incremental, build
@@ -189,6 +189,9 @@ def _assert_same(state: MeshState, got: Any, last_good: Any, rejected: Any) -> N
 @pytest.mark.parametrize("case", CASES)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=ops, sequence_diff=st.booleans())
+# (two deltas in a row, the second layered on the first one's base: both values' layers must be read)
+@example(steps=[(12, 2), (12, 5)], sequence_diff=True)
+@example(steps=[(13, 2), (13, 5), (14, 1), (14, 5)], sequence_diff=True)
 def test_every_change_sequence_translates_incrementally_to_what_a_full_translation_gives(
     case: str, steps: list[tuple[int, int]], sequence_diff: bool
 ) -> None:
