@@ -7,9 +7,10 @@ older creation time), services losing instances or changing protocol, services a
 objects rebuilt (as the Kubernetes adapter does), upstreams dropped, last accepted versions and verdicts
 (pre-flight rejections) changing, the Mesh replaced; and the same kinds of change handed over *with their delta*
 (a policy tuple with positions replaced, service and workload maps layered on the previous ones, see
-``xds_server.layered``), which the translator reads off instead of diffing the whole state. After every step the
-incremental result must equal ``translate_mesh`` of the same state (IR, outcomes with their warnings, the policies
-in force) and every proxy's serialized snapshot must be byte-identical.
+``xds_server.layered``; local mode's re-read state rebased on the previous one), which the translator reads off
+instead of diffing the whole state. After every step the incremental result must equal ``translate_mesh`` of the
+same state (IR, outcomes with their warnings, the policies in force) and every proxy's serialized snapshot must be
+byte-identical.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mesh_operator.control.build import Incremental, build
 from mesh_operator.loader import load_text
 from mesh_operator.translate import MeshState, Rejection, fingerprint, incremental, key_of, translate_mesh
 from mesh_operator.translate.incremental import Translator
+from mesh_operator.translate.rebase import rebased
 from mesh_operator.translate.state import Policy
 from mesh_operator.translate.status import REJECTED_BY_ENVOY
 from mesh_operator.validation.violations import Violation
@@ -74,7 +76,7 @@ class _Universe:
         self.meshes = [self.base.mesh, self.base.mesh.model_copy(deep=True)]
 
 
-ops = st.lists(st.tuples(st.integers(0, 14), st.integers(0, 1_000)), min_size=1, max_size=12)
+ops = st.lists(st.tuples(st.integers(0, 15), st.integers(0, 1_000)), min_size=1, max_size=12)
 
 
 def _apply(u: _Universe, state: MeshState, op: int, n: int, history: dict[Any, list[Policy]]) -> MeshState:
@@ -148,6 +150,15 @@ def _apply(u: _Universe, state: MeshState, op: int, n: int, history: dict[Any, l
         if n % 2 == 0 or not w.upstreams:
             return replace(state, workloads=Layered.over(state.workloads, {key: GONE}))
         return replace(state, workloads=Layered.over(state.workloads, {key: replace(w, upstreams=w.upstreams[1:])}))
+    elif op == 15:  # local mode: every file read afresh (all objects new), one change, rebased on the last state
+        fresh = replace(
+            state,
+            mesh=state.mesh.model_copy(deep=True),
+            services={k: copy.copy(v) for k, v in state.services.items()},
+            workloads={k: copy.copy(v) for k, v in state.workloads.items()},
+            policies=tuple(p.model_copy(deep=True) for p in state.policies),
+        )
+        return rebased(state, _apply(u, fresh, n % 12, n // 12, history))
     return replace(state, policies=tuple(policies))
 
 
