@@ -6,10 +6,12 @@ For one mesh of ``bench/translate.py`` (every service: v1 + v2 instances, a Traf
 * **full**: ``build()`` of the whole mesh (stage 1 + stage 2 + bytes + resource provenance of every proxy, no
   pre-flight), caches cleared: what every debounced round cost before;
 * **full, warm**: the same again with warm memo caches (the previous per-round cost for a one-policy change);
-* **policy change**: one TrafficPolicy edited (its request timeout), the ``MeshState`` updated (the policy tuple;
+* **policy change**: one TrafficPolicy edited (its request timeout), the ``MeshState`` updated (the policy tuple
+  with that position replaced — a ``LayeredSeq`` carrying the delta where the tree has one, else a new tuple;
   services and workloads unchanged, as the Kubernetes store delivers them) and ``build()`` with the incremental
   state: everything a round does except the certificate step and the push;
-* **endpoint change**: one service loses / regains its v2 instance (pod churn), same path;
+* **endpoint change**: one service loses / regains its v2 instance (pod churn; the services map layered on the
+  previous one where the tree has ``Layered`` maps, else a new dict), same path;
 
 each the median of ``changes`` alternating edits, plus what the translator rebuilt and the peak RSS.
 """
@@ -27,6 +29,11 @@ from mesh_operator.control.build import Incremental, build
 from mesh_operator.translate import state_from_objects
 from xds_server.snapshot import ENDPOINT
 from xds_server.translate import clear_caches
+
+try:  # the delta API (a tree before it: the change is handed as whole new values)
+    from xds_server.layered import Layered, LayeredSeq
+except ImportError:  # pragma: no cover - only when timing an older tree
+    Layered = LayeredSeq = None  # type: ignore[assignment,misc]
 
 
 def _rss_mb() -> float:
@@ -72,10 +79,14 @@ def incremental_row(
     policy_cpu: list[float] = []
     for n in range(changes):
         edited = bench.traffic_policy(0, routes, generation=n + 2)  # timeout 1s -> 2s -> 3s ...
-        policies = list(state.policies)
+        policies = list(state.policies) if LayeredSeq is None else None
         t0, c0 = time.perf_counter(), time.process_time()
-        policies[slot] = edited
-        state = replace(state, policies=tuple(policies))
+        if LayeredSeq is None:  # a tree without the delta API: a new tuple, as a source made it there
+            assert policies is not None
+            policies[slot] = edited
+            state = replace(state, policies=tuple(policies))
+        else:  # the source hands the new tuple with its delta: one position replaced
+            state = replace(state, policies=LayeredSeq.over(state.policies, {slot: edited}))
         build(state, {}, {}, None, inc)
         policy_times.append(time.perf_counter() - t0)
         policy_cpu.append(time.process_time() - c0)
@@ -92,7 +103,10 @@ def incremental_row(
         before = inc.by_node["bench/edge"]
         t0, c0 = time.perf_counter(), time.process_time()
         instances = svc.instances[:1] if n % 2 == 0 else svc.instances
-        state = replace(state, services={**state.services, key: replace(svc, instances=instances)})
+        if LayeredSeq is None:  # a new dict, as a source made it there
+            state = replace(state, services={**state.services, key: replace(svc, instances=instances)})
+        else:  # the services map layered on the previous one (the source's delta)
+            state = replace(state, services=Layered.over(state.services, {key: replace(svc, instances=instances)}))
         build(state, {}, {}, None, inc)
         endpoint_times.append(time.perf_counter() - t0)
         endpoint_cpu.append(time.process_time() - c0)

@@ -23,7 +23,7 @@ gateway-api-crds:
 
 conformance-suite:
 	@mkdir -p $(dir $(CONFORMANCE_BIN))
-	cd conformance && GOFLAGS=-mod=mod nice -n 10 go test -tags conformance -c -ldflags="-s -w" -o $(CONFORMANCE_BIN) .
+	cd conformance && GOFLAGS=-mod=mod nice -n 10 go test -tags conformance -c -gcflags=all=-dwarf=false -ldflags="-s -w" -o $(CONFORMANCE_BIN) .
 
 echo-image:
 	@scripts/gateway-api/build-echo-image.sh >/dev/null

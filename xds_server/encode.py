@@ -13,25 +13,40 @@ cluster entries, provenance metadata repeat across a snapshot's resources.
 ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
 translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
 random messages of every one of those types (random field subsets and values, memo hits and near-twins).
-Shared sub-messages (:func:`share`, used by ``xds_server.translate._shared``) are memoized by identity.
-Measured (``bench/translate.py --only serialize``, CPU time, cold, same run): 6.0x upb's ``SerializeToString``
-on the 1000x5 edge proxy's resources (main before shared sub-messages: 9.5x; docs/notes/wire2.md).
+Shared sub-messages (:func:`share`, used by ``xds_server.translate._shared``) are memoized by identity. Small
+structural children are fused into their parent's encoder (see ``_fused_lines``) and a ``Struct``'s plain string
+values are written in its own loop. Figures against upb's ``SerializeToString``: docs/notes/wire2.md, wire4.md.
 
 Upgrading betterproto2: re-read ``Message.__bytes__``, adjust, bump ``_PINNED``, re-run those tests.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
+import itertools
 import operator
+import re
 import struct
-import warnings
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import betterproto2
-from envoy_data_plane.google.protobuf import Duration
+from envoy_data_plane.google.protobuf import Duration, Value
+
+from xds_server._encode_plan import (
+    _BYTES,
+    _FIXED_FMT,
+    _FLOAT_TYPES,
+    _MESSAGE,
+    _PLANS,
+    _STRING,
+    _VARINT,
+    _VARINTS,
+    _ZIGZAG,
+    _Field,
+    _plan,
+    _varint,
+)
 
 _PINNED: Final = "0.9.1"
 if betterproto2.__version__ != _PINNED:  # pragma: no cover - guards an upgrade
@@ -41,132 +56,6 @@ if betterproto2.__version__ != _PINNED:  # pragma: no cover - guards an upgrade
     )
 
 __all__ = ["clear_memos", "encode", "share", "stale_shared"]
-
-# Field kinds of the compiled plan.
-_VARINT, _ZIGZAG, _FIXED, _STRING, _BYTES, _MESSAGE = range(6)
-_VARINT_TYPES = frozenset(
-    {
-        betterproto2.TYPE_ENUM,
-        betterproto2.TYPE_BOOL,
-        betterproto2.TYPE_INT32,
-        betterproto2.TYPE_INT64,
-        betterproto2.TYPE_UINT32,
-        betterproto2.TYPE_UINT64,
-    }
-)
-_FIXED_FMT = {
-    betterproto2.TYPE_DOUBLE: ("<d", 1),
-    betterproto2.TYPE_FLOAT: ("<f", 5),
-    betterproto2.TYPE_FIXED32: ("<I", 5),
-    betterproto2.TYPE_FIXED64: ("<Q", 1),
-    betterproto2.TYPE_SFIXED32: ("<i", 5),
-    betterproto2.TYPE_SFIXED64: ("<q", 1),
-}
-_PACKED = frozenset(betterproto2.PACKED_TYPES)
-_FLOAT_TYPES = frozenset({betterproto2.TYPE_DOUBLE, betterproto2.TYPE_FLOAT})
-_SMALL = [bytes([i]) for i in range(128)]
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 128:
-        return _SMALL[value]
-    if value < -(1 << 63):
-        raise ValueError("negative value not representable as a 64-bit varint")
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-# Varints of 0..16383 (lengths of most payloads, most enum and integer values): one list lookup each.
-_VARINTS: Final = [_varint(i) for i in range(16384)]
-
-
-def _kind(proto_type: str) -> int:
-    if proto_type in _VARINT_TYPES:
-        return _VARINT
-    if proto_type in (betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT64):
-        return _ZIGZAG
-    if proto_type in _FIXED_FMT:
-        return _FIXED
-    if proto_type == betterproto2.TYPE_STRING:
-        return _STRING
-    if proto_type == betterproto2.TYPE_BYTES:
-        return _BYTES
-    if proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_MAP):
-        return _MESSAGE
-    raise NotImplementedError(proto_type)  # pragma: no cover
-
-
-def _wire(kind: int, proto_type: str) -> int:
-    if kind in (_VARINT, _ZIGZAG):
-        return 0
-    if kind == _FIXED:
-        return _FIXED_FMT[proto_type][1]
-    return 2
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    default: Any
-    key: bytes  # tag for one element (packed lists use a length-delimited tag)
-    kind: int
-    proto_type: str
-    repeated: bool
-    packed: bool
-    unwrap: Callable[[], type] | None
-    map_kinds: tuple[tuple[int, str, bytes, Callable[[], type] | None], ...] | None
-
-
-def _tag(number: int, wire: int) -> bytes:
-    return _varint((number << 3) | wire)
-
-
-_PLANS: dict[type, tuple[_Field, ...]] = {}
-
-
-def _plan(cls: type) -> tuple[_Field, ...]:
-    meta = cls._betterproto  # type: ignore[attr-defined]
-    fields: list[_Field] = []
-    for name, m in meta.meta_by_field_name.items():
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            default = meta.default_gen[name]()
-        kind = _kind(m.proto_type)
-        packed = bool(m.repeated and m.proto_type in _PACKED)
-        wire = 2 if packed else _wire(kind, m.proto_type)
-        map_kinds = None
-        if m.map_meta:
-            map_kinds = tuple(
-                (
-                    _kind(sub.proto_type),
-                    sub.proto_type,
-                    _varint((num << 3) | _wire(_kind(sub.proto_type), sub.proto_type)),
-                    sub.unwrap,
-                )
-                for num, sub in ((1, m.map_meta[0]), (2, m.map_meta[1]))
-            )
-        fields.append(
-            _Field(
-                name,
-                default,
-                _varint((m.number << 3) | wire),
-                kind,
-                m.proto_type,
-                m.repeated,
-                packed,
-                m.unwrap,
-                map_kinds,
-            )
-        )
-    plan = tuple(fields)
-    _PLANS[cls] = plan
-    return plan
 
 
 def _scalar(kind: int, proto_type: str, unwrap: Callable[[], type] | None, value: Any) -> bytes:
@@ -226,19 +115,62 @@ def _length(var: str) -> str:
 
 # A shared sub-message's bytes are probed by identity right at the call site (see ``share``): no call at all.
 # (An entry holds its message alive, so no other live object has its id; b"" falls through to the encoder.)
+# A field whose declared class has no shared instance is not probed (``share`` recompiles every encoder when a class
+# gets its first shared instance; a value of another class than declared is encoded, just not found by identity).
 _ENC_EXPR: Final = "(((sh := SB({x_id})) is not None and sh[1]) or (G(type({x})) or C(type({x})))({x}))"
+_ENC_UNSHARED: Final = "(G(type({x})) or C(type({x})))({x})"
+
+
+def _enc(x: str, cls: type | None) -> str:
+    """Expression: the bytes of message ``x`` (of declared class ``cls``)."""
+    if cls is not None and cls not in _SHAREABLE:
+        return _ENC_UNSHARED.format(x=x)
+    return _ENC_EXPR.format(x=x, x_id=f"id({x})")
+
+
+# A ``Struct``'s values (provenance metadata: one per route, cluster, listener, endpoint) are nearly always plain
+# strings: such a ``Value`` is written right in the ``Struct``'s loop (its bytes are the string_value field alone,
+# as the library writes it: every other member of the oneof is None); any other ``Value`` goes to its encoder.
+_VALUE_LINES: Final = [
+    "if type(x) is VALUE and VO(x.__dict__) == VNONE and (s := x.string_value) is not None and not x._unknown_fields:",
+    "    sb = s.encode()",
+    f"    vb = VSK + {_length('sb')} + sb",
+    "else:",
+    "    vb = ENCX(x)",
+]
+_VALUE_OTHERS: Final = ("null_value", "number_value", "bool_value", "struct_value", "list_value")
+
+
+def _value_env() -> dict[str, Any]:
+    plan = _PLANS.get(Value) or _plan(Value)
+    assert {f.name for f in plan} == {"string_value", *_VALUE_OTHERS}, "google.protobuf.Value changed"
+    (string,) = (f for f in plan if f.name == "string_value")
+    return {
+        "VALUE": Value,
+        "VO": operator.itemgetter(*_VALUE_OTHERS),
+        "VNONE": (None,) * len(_VALUE_OTHERS),
+        "VSK": string.key,
+        "ENCX": (lambda x: encode(x)) if Value not in _SHAREABLE else _shared_or_encode,
+    }
+
+
+def _shared_or_encode(x: Any) -> bytes:
+    sh = _SHARED.get(id(x))
+    return (sh is not None and sh[1]) or encode(x)
 
 
 def _is_message_map(f: _Field) -> bool:
     return f.map_kinds is not None and f.map_kinds[1][0] == _MESSAGE and f.map_kinds[1][3] is None
 
 
-def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str) -> list[str]:
+def _payload_lines(
+    f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str, cls: type | None = None
+) -> list[str]:
     """Lines computing ``dst`` = the payload of one value ``src`` (length-delimited ones without their length)."""
     if f_kind == _STRING:
         return [f"{dst} = {src}.encode()"]
     if f_kind == _MESSAGE and unwrap is None:
-        return [f"{dst} = {_ENC_EXPR.format(x=src, x_id=f'id({src})')}"]
+        return [f"{dst} = {_enc(src, cls)}"]
     if f_kind == _MESSAGE:  # a wrapped well-known type: its body memoized per field by plain value
         return [
             f"{dst} = WM{unwrap}.get({src})",
@@ -254,11 +186,11 @@ def _payload_lines(f_kind: int, proto_type: str, unwrap: str | None, src: str, d
     return [f"{dst} = P({f_kind}, {proto_type!r}, None, {src})"]
 
 
-def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str) -> list[str]:
+def _emit_lines(key: str, f_kind: int, proto_type: str, unwrap: str | None, src: str, cls: type | None) -> list[str]:
     """Lines appending one tagged value ``src`` to the output."""
-    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b")
+    lines = _payload_lines(f_kind, proto_type, unwrap, src, "b", cls)
     if f_kind >= _STRING:
-        return [*lines, f"a({key} + {_length('b')} + b)"]
+        return [*lines, f"out += ({key}, {_length('b')}, b)"]
     return [*lines, f"a({key} + b)"]
 
 
@@ -282,7 +214,56 @@ def _wrapped_memo() -> dict[Any, bytes]:
     return memo
 
 
-def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
+# Fusion: the fields of a small structural child (ClusterEdsClusterConfig, LocalityLbEndpoints, VirtualHost,
+# Endpoint, Address, ...) are written straight in its parent's encoder, two levels deep: no call, no lookup of its
+# encoder, no entry of its own. Only for a child class without shared instances and with a message field (a
+# scalar-only one keeps its content memo); a value of another class than the declared one goes to its encoder.
+# The child's code is the same generated code with its locals and constants renamed apart.
+_FUSE_FIELDS: Final = 24
+_FUSE_DEPTH: Final = 2
+_FUSED = itertools.count()
+_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "vb", "e", "sh", "s", "sb"})
+# a quoted field name or proto type (kept), or a name that is not an attribute nor the b of b''
+_TOKEN: Final = re.compile(r"'[^']*'|(?<![.\w])[A-Za-z_]\w*(?![\w'])")
+
+
+def _fusable(cls: type | None, depth: int) -> bool:
+    if cls is None or depth >= _FUSE_DEPTH or cls in _SHAREABLE or cls is Value:
+        return False
+    plan = _PLANS.get(cls) or _plan(cls)
+    return len(plan) <= _FUSE_FIELDS and any(
+        (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or _is_message_map(f) for f in plan
+    )
+
+
+def _renamed(line: str, names: dict[str, str]) -> str:
+    return _TOKEN.sub(lambda m: names.get(m.group(), m.group()), line)
+
+
+def _fused_lines(cls: type, src: str, env: dict[str, Any], depth: int) -> list[str]:
+    """Lines computing ``b`` = the bytes of message ``src`` of class ``cls``, its fields written inline."""
+    j = next(_FUSED)
+    sub: dict[str, Any] = {}
+    lines: list[str] = []
+    for i, f in enumerate(_PLANS.get(cls) or _plan(cls)):
+        lines += _field_lines(f, i, sub, depth + 1)
+    names = {name: f"F{j}{name}" for name in sub} | {name: f"{name}_{j}" for name in _LOCALS}
+    env.update({names[name]: value for name, value in sub.items()})
+    env[f"FX{j}"] = cls
+    return [
+        f"if type({src}) is FX{j}:",
+        f"    d_{j} = {src}.__dict__",
+        f"    out_{j} = []",
+        f"    a_{j} = out_{j}.append",
+        *["    " + _renamed(ln, names) for ln in lines],
+        f"    a_{j}(d_{j}['_unknown_fields'])",
+        f"    b = b''.join(out_{j})",
+        "else:",
+        f"    b = {_enc(src, cls)}",
+    ]
+
+
+def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list[str]:
     key = f"K{i}"
     env[key] = f.key
     unwrap = None
@@ -298,25 +279,35 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
             vunwrap = f"VU{i}"
             env[vunwrap] = vun
             env[f"WM{vunwrap}"] = _wrapped_memo()
-        if vk == _MESSAGE and vunwrap is None:
-            # The memo path hands in the (key, value bytes) pairs it computed for its lookup key.
-            pairs = f"[(k, {_ENC_EXPR.format(x='x', x_id='id(x)')}) for k, x in v.items()]"
-            block = [f"for k, vb in (p{i} if p{i} is not None else {pairs}):"]
+        if vk == _MESSAGE and vunwrap is None and f.msg_cls is Value:
+            block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+            block += ["    " + ln for ln in _VALUE_LINES]
+            env.update(_value_env())
+        elif vk == _MESSAGE and vunwrap is None and _fusable(f.msg_cls, depth):  # a Metadata's Structs
+            assert f.msg_cls is not None
+            block = ["for k, x in v.items():"]
+            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
+            block += ["    " + ln for ln in [*_fused_lines(f.msg_cls, "x", env, depth), "vb = b"]]
         else:
             block = ["for k, x in v.items():"]
             block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
-            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb")]
+            block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb", f.msg_cls)]
         kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
         vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
-        block += [f"    e = {kpart} + {vpart}", f"    a({key} + {_length('e')} + e)"]
+        block += [f"    e = {kpart} + {vpart}", f"    out += ({key}, {_length('e')}, e)"]
+    elif f.kind == _MESSAGE and f.unwrap is None and _fusable(f.msg_cls, depth):
+        assert f.msg_cls is not None
+        src = "x" if f.repeated else "v"
+        body = [*_fused_lines(f.msg_cls, src, env, depth), f"out += ({key}, {_length('b')}, b)"]
+        block = ["for x in v:", *["    " + ln for ln in body]] if f.repeated else body
     elif f.packed:
         env[f"T{i}"] = f.proto_type
-        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"a({key} + {_length('b')} + b)"]
+        block = [f"b = b''.join([P({f.kind}, T{i}, None, x) for x in v])", f"out += ({key}, {_length('b')}, b)"]
     elif f.repeated:
-        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x")]
+        block = ["for x in v:"] + ["    " + ln for ln in _emit_lines(key, f.kind, f.proto_type, unwrap, "x", f.msg_cls)]
     else:
-        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v")
+        block = _emit_lines(key, f.kind, f.proto_type, unwrap, "v", f.msg_cls)
     return [f"v = d[{f.name!r}]", _presence_test(f, i, env)] + ["    " + ln for ln in block]
 
 
@@ -325,6 +316,10 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any]) -> list[str]:
 # timedelta), all hashable: its bytes are looked up by the tuple of those values (built in C by ``itemgetter``),
 # skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
 # provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
+# Not for messages with message-valued maps (Struct, Metadata): their key would need their values' bytes, i.e. all
+# the work of encoding them (equal ones are shared by identity in the translation instead), nor with a bytes field
+# (an ``Any``: its key would hash the whole payload, and its bytes are the payload plus a few). Whether a message's
+# message, list and map fields are all empty is decided per message at run time (the ``if`` below).
 _MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
 _MEMO_MAX: Final = 16_384
 _MEMOS: list[dict[Any, bytes]] = []
@@ -334,21 +329,11 @@ def _is_scalar(f: _Field) -> bool:
     return f.map_kinds is None and not f.repeated and (f.kind != _MESSAGE or f.unwrap is not None)
 
 
-def _map_key(f: _Field, i: int) -> tuple[str, str]:
-    """(setup line, key part) of a map field: its (key, value) pairs, message values as their (memoized) bytes."""
-    if _is_message_map(f):
-        value = _ENC_EXPR.format(x="x", x_id="id(x)")
-        return f"p{i} = tuple([(k, {value}) for k, x in d[{f.name!r}].items()])", f"p{i}"
-    return "", f"tuple(d[{f.name!r}].items())"
-
-
 def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
-    if len(plan) > _MEMO_FIELDS:
+    if len(plan) > _MEMO_FIELDS or any(_is_message_map(f) or f.kind == _BYTES for f in plan):
         return None
     scalars = [f.name for f in plan if _is_scalar(f)]
-    maps = [_map_key(f, i) for i, f in enumerate(plan) if f.map_kinds is not None]
-    setup = ["    " + line for line, _ in maps if line]
-    params = "".join(f", p{i}" for i, f in enumerate(plan) if _is_message_map(f))
+    maps = [f"tuple(d[{f.name!r}].items())" for f in plan if f.map_kinds is not None]
     empty = [
         f"d[{f.name!r}] is None" if f.kind == _MESSAGE and not f.repeated else f"not d[{f.name!r}]"
         for f in plan
@@ -360,16 +345,15 @@ def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> lis
     env["IG"] = operator.itemgetter(*scalars) if scalars else (lambda _d: ())
     # 0.0 == -0.0 (and their hashes agree) but their bytes differ: a float field's repr is part of the key
     floats = [f"repr(d[{f.name!r}])" for f in plan if _is_scalar(f) and f.proto_type in _FLOAT_TYPES]
-    parts = [part for _, part in maps] + floats
+    parts = maps + floats
     key = "IG(d)" if not parts else "(IG(d), " + ", ".join(parts) + ")"
     return [
         "d = msg.__dict__",
-        "if " + " and ".join([*empty, "not msg._unknown_fields"]) + ":",
-        *setup,
+        "if " + " and ".join([*empty, "not d['_unknown_fields']"]) + ":",
         f"    k = {key}",
         "    r = M.get(k)",
         "    if r is None:",
-        f"        r = full(msg, d{params})",
+        "        r = full(msg, d)",
         "        if len(M) >= MEMO_MAX:",
         "            M.clear()",
         "        M[k] = r",
@@ -393,11 +377,13 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
     full = ["out = []", "a = out.append"]
     for i, f in enumerate(plan):
         full += _field_lines(f, i, env)
-    full += ["a(msg._unknown_fields)", "return b''.join(out)"]
-    params = "".join(f", p{i}=None" for i, f in enumerate(plan) if _is_message_map(f))
-    source = f"def full(msg, d{params}):\n" + "".join(f"    {ln}\n" for ln in full)
+    full += ["a(d['_unknown_fields'])", "return b''.join(out)"]  # set by Message.__post_init__ and by new()
     memo = _memo_lines(cls, plan, env)
-    entry = memo if memo is not None else ["return full(msg, msg.__dict__)"]
+    if memo is not None:
+        source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)
+        entry = memo
+    else:  # no memo: the field blocks are the entry itself (one call per message, not two)
+        source, entry = "", ["d = msg.__dict__", *full]
     if cls in _SHAREABLE:
         env["SH"] = _SHARED
         source += "def encode(msg):\n" + "".join(f"    {ln}\n" for ln in _SHARED_ENTRY)
@@ -442,7 +428,7 @@ def share(msg: _M) -> _M:
         cls = type(msg)
         if cls not in _SHAREABLE:
             _SHAREABLE.add(cls)
-            _ENCODERS.pop(cls, None)  # recompiled with the identity probe
+            _ENCODERS.clear()  # recompiled: cls's own entry and its parents' call sites probe the shared table
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()  # the translation registers its shared objects again on their next use
         _SHARED[key] = [msg, None]

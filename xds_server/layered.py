@@ -6,14 +6,19 @@ service) cost no copy of its whole per-type maps.
 items, same order: the keys of ``m`` in its order, then the added ones). Successive layers share one base; once
 the changes on it outgrow about the square root of its size they are folded into a new plain dict, so a long run
 of changes costs O(sqrt(n)) per change, amortized, instead of O(n).
+
+:class:`LayeredSeq` is the same for a tuple with some positions replaced (a proxy's outbound listeners and
+clusters, the mesh state's policies). :func:`changed_since` and :func:`positions_since` tell which keys /
+positions two such related values may differ in without looking at the rest: what lets a source hand over a new
+state that carries its delta.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from math import isqrt
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -111,3 +116,122 @@ def _fold(base: Mapping[K, V], top: Mapping[K, Any]) -> dict[K, V]:
         else:
             out[k] = v
     return out
+
+
+def changed_since(old: Mapping[K, Any], new: Mapping[K, Any]) -> Iterable[K] | None:
+    """The keys that may differ between two maps one was layered from the other (or both on one base): a
+    superset of the keys added, removed or given another value, in O(layers). None when the maps are not
+    related that way (then only a scan of both tells)."""
+    if isinstance(new, Layered):
+        if new._base is old:
+            return new._top.keys()
+        if isinstance(old, Layered) and old._base is new._base:
+            return old._top.keys() | new._top.keys()
+    if isinstance(old, Layered) and old._base is new:
+        return old._top.keys()
+    return None
+
+
+class LayeredSeq(Sequence[V]):
+    """A read-only sequence: a tuple with some positions replaced, in time proportional to the change (the
+    sequence counterpart of :class:`Layered`). It reads (and compares and hashes) exactly like the tuple it
+    stands for; successive layers share one base tuple, folded into a new tuple once the replaced positions
+    outgrow about the square root of its length (O(sqrt(n)) per change, amortized)."""
+
+    __slots__ = ("_base", "_top")
+
+    def __init__(self, base: tuple[V, ...], top: dict[int, V]) -> None:
+        self._base = base
+        self._top = top
+
+    @classmethod
+    def over(cls, seq: Sequence[V], changes: Mapping[int, V]) -> Sequence[V]:
+        """``seq`` with the positions of ``changes`` (each in range) holding the new values."""
+        if isinstance(seq, LayeredSeq):
+            base, top = seq._base, dict(seq._top)
+        else:
+            base, top = seq if isinstance(seq, tuple) else tuple(seq), {}
+        n = len(base)
+        for i, v in changes.items():
+            if not 0 <= i < n:
+                raise IndexError(f"position {i} out of range for a sequence of {n}")
+            top[i] = v
+        if not top:
+            return base
+        if len(top) > 32 + isqrt(n):
+            return _fold_seq(base, top)
+        return cls(base, top)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    @overload
+    def __getitem__(self, index: int) -> V: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[V, ...]: ...
+    def __getitem__(self, index: int | slice) -> V | tuple[V, ...]:
+        if isinstance(index, slice):
+            return _fold_seq(self._base, self._top)[index]
+        n = len(self._base)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError("sequence index out of range")
+        v = self._top.get(i, _MISSING)
+        return self._base[i] if v is _MISSING else v
+
+    def __iter__(self) -> Iterator[V]:
+        return iter(_fold_seq(self._base, self._top))
+
+    def __reversed__(self) -> Iterator[V]:
+        return reversed(_fold_seq(self._base, self._top))
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, LayeredSeq):
+            other = _fold_seq(other._base, other._top)
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return _fold_seq(self._base, self._top) == other
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(_fold_seq(self._base, self._top))
+
+    def __add__(self, other: object) -> tuple[V, ...]:
+        if not isinstance(other, tuple | LayeredSeq):
+            return NotImplemented
+        return (*self, *other)
+
+    def __radd__(self, other: object) -> tuple[V, ...]:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return (*other, *self)
+
+    def __repr__(self) -> str:
+        return repr(_fold_seq(self._base, self._top))
+
+
+def positions_since(old: Sequence[Any], new: Sequence[Any]) -> Iterable[int] | None:
+    """The positions that may differ between two sequences of the same length, one layered on the other (or
+    both on one base), in O(layers); None when they are not related that way."""
+    if isinstance(new, LayeredSeq):
+        if new._base is old:
+            return new._top.keys()
+        if isinstance(old, LayeredSeq) and old._base is new._base:
+            return old._top.keys() | new._top.keys()
+    if isinstance(old, LayeredSeq) and old._base is new:
+        return old._top.keys()
+    return None
+
+
+def _fold_seq(base: tuple[V, ...], top: Mapping[int, V]) -> tuple[V, ...]:
+    if not top:
+        return base
+    out = list(base)
+    for i, v in top.items():
+        out[i] = v
+    return tuple(out)

@@ -37,7 +37,7 @@ fi
 
 log "building fortio $VERSION from the Go module proxy at nice $NICE"
 start=$SECONDS
-GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -ldflags="-s -w" "fortio.org/fortio@$VERSION"
+GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -gcflags=all=-dwarf=false -ldflags="-s -w" "fortio.org/fortio@$VERSION"
 "$BIN" version >/dev/null
 log "built in $((SECONDS - start))s: $BIN"
 echo "$BIN"

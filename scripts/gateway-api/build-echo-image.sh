@@ -73,7 +73,7 @@ start=$SECONDS
     cd "$mod"
     GOFLAGS=-mod=mod nice -n "$NICE" go mod tidy >&2
     # One `go build` of both programs: their shared packages compile once and the two links run in parallel.
-    CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags="-s -w" \
+    CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -gcflags=all=-dwarf=false -ldflags="-s -w" \
         -o "$work/rootfs/usr/local/bin/" istio.io/istio/pkg/test/echo/cmd/server istio.io/istio/pkg/test/echo/cmd/client >&2
 )
 log "built in $((SECONDS - start))s"

@@ -198,6 +198,8 @@ def _run(cluster: Any, args: argparse.Namespace, phases: dict[str, float]) -> in
     returncode = suite.returncode
     phases["suite"] = time.monotonic() - started
     print(f"[conformance] suite exited {returncode}", file=sys.stderr)
+    if returncode != 0:
+        diagnose(cluster)
     if tmp.is_file() and not args.run:
         tmp.replace(report)
         summary = report.with_name(report.name.replace("-report.yaml", "-tests.txt"))
@@ -206,6 +208,33 @@ def _run(cluster: Any, args: argparse.Namespace, phases: dict[str, float]) -> in
     for phase, seconds in phases.items():
         print(f"[conformance] {phase}: {seconds:.0f} s", file=sys.stderr)
     return returncode
+
+
+def diagnose(cluster: Any) -> None:
+    """After a failed suite, before the cluster goes: what a maintainer needs to tell a flake from a bug. The pods of
+    the suite's namespaces, each proxy's sync state as the control plane sees it, the control plane's log, and the
+    tail of every sidecar's log in the suite's namespaces."""
+
+    def show(title: str, text: str) -> None:
+        print(f"[conformance] ---- {title}", file=sys.stderr)
+        print(text.rstrip()[-6000:], file=sys.stderr)
+
+    show("pods", cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False))
+    pods = json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json", check=False) or "{}").get("items") or []
+    control = [p for p in pods if p["metadata"]["namespace"] == "meshwork-system"]
+    script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:15014/debug/syncz',timeout=10).read().decode())"
+    for pod in control:
+        name = pod["metadata"]["name"]
+        show(
+            f"{name} /debug/syncz",
+            cluster.kubectl("exec", "-n", "meshwork-system", name, "--", "python3", "-c", script, check=False),
+        )
+        show(f"{name} log", cluster.kubectl("logs", "-n", "meshwork-system", name, "--tail=150", check=False))
+    for pod in pods:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if ns.startswith("gateway-conformance-mesh"):
+            log = cluster.kubectl("logs", "-n", ns, name, "-c", "meshwork-proxy", "--tail=40", check=False)
+            show(f"{ns}/{name} sidecar log", log)
 
 
 def test_summary(lines: list[str], version: str) -> str:

@@ -5,7 +5,7 @@
 #
 # Same approach and cache as build-binaries.sh (docs/cluster-test-tier.md, docs/notes/coldbuild.md):
 #   - Kubernetes components (kube-apiserver included): one throwaway Go module requiring k8s.io/kubernetes vX.Y.Z
-#     with every staging module replaced by v0.Y.Z, ONE `go build -trimpath -tags selinux,notest -o DIR/` of every
+#     with every staging module replaced by v0.Y.Z, ONE `go build -trimpath -gcflags=all=-dwarf=false -tags selinux,notest -o DIR/` of every
 #     missing cmd/... (shared compiles once, links in parallel), CGO_ENABLED=0 (lib-build.sh);
 #   - helm: `go install` (lib-build.sh);
 #   - containerd: a plain `go install` of its three commands from the Go module proxy;
@@ -93,7 +93,7 @@ source "$HERE/lib-build.sh"
 build_containerd() {
     local start=$SECONDS
     log "building containerd $CONTAINERD_VERSION (containerd, containerd-shim-runc-v2, ctr; ~2 min)"
-    GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -tags "no_btrfs urfave_cli_no_docs" \
+    GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -gcflags=all=-dwarf=false -tags "no_btrfs urfave_cli_no_docs" \
         -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
         "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
         "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
@@ -111,7 +111,7 @@ build_coredns() {
     printf 'module meshwork.local/coredns-build\n\ngo 1.25\n' >"$work/go.mod"
     (cd "$work" && go get "github.com/coredns/coredns@$COREDNS_VERSION" >&2 && go mod tidy >&2) ||
         die "resolving github.com/coredns/coredns@$COREDNS_VERSION failed (see above)"
-    (cd "$work" && CGO_ENABLED=0 nice -n "$NICE" go build -trimpath \
+    (cd "$work" && CGO_ENABLED=0 nice -n "$NICE" go build -trimpath -gcflags=all=-dwarf=false \
         -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=meshwork" -o "$work/coredns" . >&2) ||
         die "go build of CoreDNS $COREDNS_VERSION failed (see above)"
     mv -f "$work/coredns" "$OUT/coredns"

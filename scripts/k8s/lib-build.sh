@@ -44,7 +44,10 @@ k8s_build() {
         die "resolving k8s.io/kubernetes@$K8S_VERSION failed (see above); is the Go module proxy reachable? GOPROXY=$(go env GOPROXY)"
     log "module graph resolved after $(fmt_elapsed $((SECONDS - start))); compiling"
     mkdir -p "$work/bin"
-    (cd "$work" && CGO_ENABLED=0 nice -n "$NICE" go build -trimpath -tags selinux,notest -ldflags "$ldflags" \
+    # -gcflags=all=-dwarf=false: no DWARF is generated for any package (-ldflags -w already drops it from the binary;
+    # without the compile flag every package still computes it): ~10 % less compile CPU in a cold build, the same
+    # program (stack traces come from the pclntab, not DWARF). Every Go build of `make test` uses both flags.
+    (cd "$work" && CGO_ENABLED=0 nice -n "$NICE" go build -trimpath -gcflags=all=-dwarf=false -tags selinux,notest -ldflags "$ldflags" \
         -o "$work/bin/" "${pkgs[@]}" >&2) || die "go build of $* $K8S_VERSION failed (see above)"
     for c in "$@"; do mv -f "$work/bin/$c" "$OUT/$c"; done
     log "$* built in $(fmt_elapsed $((SECONDS - start)))"
@@ -54,7 +57,7 @@ k8s_build() {
 helm_build() {
     local start=$SECONDS
     log "building helm $HELM_VERSION at nice $NICE"
-    GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath \
+    GOBIN="$OUT" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -gcflags=all=-dwarf=false \
         -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
         "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2 ||
         die "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed (see above)"

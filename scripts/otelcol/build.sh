@@ -35,7 +35,7 @@ work="$(mktemp -d "$OUT/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 start=$SECONDS
 log "building the collector builder $VERSION"
-GOBIN="$work" nice -n "$NICE" go install "go.opentelemetry.io/collector/cmd/builder@$VERSION" >&2
+GOBIN="$work" nice -n "$NICE" go install -gcflags=all=-dwarf=false "go.opentelemetry.io/collector/cmd/builder@$VERSION" >&2
 cp "$HERE/manifest.yaml" "$work/manifest.yaml"
 (cd "$work" && ./builder --config manifest.yaml --skip-get-modules --skip-compilation >&2)
 cat >"$work/out/go.mod" <<MOD
@@ -49,7 +49,7 @@ require (
 )
 MOD
 log "compiling at nice $NICE"
-(cd "$work/out" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -ldflags="-s -w" -o "$work/otelcol-meshwork" . >&2)
+(cd "$work/out" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n "$NICE" go build -trimpath -gcflags=all=-dwarf=false -ldflags="-s -w" -o "$work/otelcol-meshwork" . >&2)
 mv "$work/otelcol-meshwork" "$OUT/otelcol-meshwork"
 log "built in $((SECONDS - start))s"
 echo "$OUT/otelcol-meshwork"

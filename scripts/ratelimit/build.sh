@@ -49,7 +49,7 @@ work="$(mktemp -d "$OUT/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 log "building github.com/envoyproxy/ratelimit@$VERSION at nice $NICE (a cold build took ~6 min here)"
 start=$SECONDS
-GOBIN="$work" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -ldflags="-s -w" "github.com/envoyproxy/ratelimit/src/service_cmd@$VERSION" >&2
+GOBIN="$work" CGO_ENABLED=0 nice -n "$NICE" go install -trimpath -gcflags=all=-dwarf=false -ldflags="-s -w" "github.com/envoyproxy/ratelimit/src/service_cmd@$VERSION" >&2
 mv "$work/service_cmd" "$OUT/ratelimit"
 log "built in $((SECONDS - start))s"
 echo "$OUT/ratelimit"

@@ -5,9 +5,12 @@ rate limits without a rate-limit service, JWT, tracing, transparent proxies, TCP
 sequence of changes the sources make: policies removed, re-added, edited (new generation, another target, an
 older creation time), services losing instances or changing protocol, services and workloads removed, equal
 objects rebuilt (as the Kubernetes adapter does), upstreams dropped, last accepted versions and verdicts
-(pre-flight rejections) changing, the Mesh replaced. After every step the incremental result must equal
-``translate_mesh`` of the same state (IR, outcomes with their warnings, the policies in force) and every proxy's
-serialized snapshot must be byte-identical.
+(pre-flight rejections) changing, the Mesh replaced; and the same kinds of change handed over *with their delta*
+(a policy tuple with positions replaced, service and workload maps layered on the previous ones, see
+``xds_server.layered``; local mode's re-read state rebased on the previous one), which the translator reads off
+instead of diffing the whole state. After every step the incremental result must equal ``translate_mesh`` of the
+same state (IR, outcomes with their warnings, the policies in force) and every proxy's serialized snapshot must be
+byte-identical.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ from unittest import mock
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mesh_operator.control.build import Incremental, build
 from mesh_operator.loader import load_text
 from mesh_operator.translate import MeshState, Rejection, fingerprint, incremental, key_of, translate_mesh
 from mesh_operator.translate.incremental import Translator
+from mesh_operator.translate.rebase import rebased
 from mesh_operator.translate.state import Policy
 from mesh_operator.translate.status import REJECTED_BY_ENVOY
 from mesh_operator.validation.violations import Violation
+from xds_server.layered import GONE, Layered, LayeredSeq
 from xds_server.translate import snapshot_of_proxy
 
 CASES_DIR = Path(__file__).parents[1] / "golden" / "cases"
@@ -71,7 +76,7 @@ class _Universe:
         self.meshes = [self.base.mesh, self.base.mesh.model_copy(deep=True)]
 
 
-ops = st.lists(st.tuples(st.integers(0, 11), st.integers(0, 1_000)), min_size=1, max_size=12)
+ops = st.lists(st.tuples(st.integers(0, 15), st.integers(0, 1_000)), min_size=1, max_size=12)
 
 
 def _apply(u: _Universe, state: MeshState, op: int, n: int, history: dict[Any, list[Policy]]) -> MeshState:
@@ -119,7 +124,50 @@ def _apply(u: _Universe, state: MeshState, op: int, n: int, history: dict[Any, l
         return replace(state, refused=u.base.refused)
     elif op == 11:  # the same policies, fresh tuple in another order
         policies = policies[n % max(1, len(policies)) :] + policies[: n % max(1, len(policies))]
+    elif op == 12 and policies and u.pool:  # with its delta: a policy edited (or replaced by another) in place
+        p = u.pool[n % len(u.pool)]
+        at = next((i for i, q in enumerate(policies) if key_of(q) == key_of(p)), n % len(policies))
+        on = _rebased(state.policies, n)
+        if on is not state.policies and key_of(p) in {key_of(q) for i, q in enumerate(on) if i != at}:
+            on = state.policies  # (one version per key)
+        return replace(state, policies=LayeredSeq.over(on, {at: p}))
+    elif op == 13 and state.services:  # with its delta: a service's instances change, it goes, or it is back
+        key = sorted(u.base.services)[n % len(u.base.services)]
+        on = _rebased(state.services, n)
+        svc = on.get(key)
+        if svc is None:
+            return replace(state, services=Layered.over(on, {key: u.base.services[key]}))
+        if n % 3 == 0:
+            return replace(state, services=Layered.over(on, {key: GONE}))
+        base = u.base.services[key]
+        instances = svc.instances[1:] if len(svc.instances) == len(base.instances) else base.instances
+        return replace(state, services=Layered.over(on, {key: replace(svc, instances=instances)}))
+    elif op == 14 and state.workloads:  # with its delta: a workload goes, loses an upstream, or is back
+        key = sorted(u.base.workloads)[n % len(u.base.workloads)]
+        w = state.workloads.get(key)
+        if w is None:
+            return replace(state, workloads=Layered.over(state.workloads, {key: u.base.workloads[key]}))
+        if n % 2 == 0 or not w.upstreams:
+            return replace(state, workloads=Layered.over(state.workloads, {key: GONE}))
+        return replace(state, workloads=Layered.over(state.workloads, {key: replace(w, upstreams=w.upstreams[1:])}))
+    elif op == 15:  # local mode: every file read afresh (all objects new), one change, rebased on the last state
+        fresh = replace(
+            state,
+            mesh=state.mesh.model_copy(deep=True),
+            services={k: copy.copy(v) for k, v in state.services.items()},
+            workloads={k: copy.copy(v) for k, v in state.workloads.items()},
+            policies=tuple(p.model_copy(deep=True) for p in state.policies),
+        )
+        return rebased(state, _apply(u, fresh, n % 12, n // 12, history))
     return replace(state, policies=tuple(policies))
+
+
+def _rebased(value: Any, n: int) -> Any:
+    """Now and then a source layers its next delta on an earlier base rather than on its last value (its last
+    layers undone): the translator must then look at both values' layers."""
+    if n % 4 == 1 and isinstance(value, Layered | LayeredSeq):
+        return value._base
+    return value
 
 
 def _inputs(state: MeshState, n: int, history: dict[Any, list[Policy]]) -> tuple[dict[Any, Policy], dict[Any, Any]]:
@@ -152,6 +200,9 @@ def _assert_same(state: MeshState, got: Any, last_good: Any, rejected: Any) -> N
 @pytest.mark.parametrize("case", CASES)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=ops, sequence_diff=st.booleans())
+# (two deltas in a row, the second layered on the first one's base: both values' layers must be read)
+@example(steps=[(12, 2), (12, 5)], sequence_diff=True)
+@example(steps=[(13, 2), (13, 5), (14, 1), (14, 5)], sequence_diff=True)
 def test_every_change_sequence_translates_incrementally_to_what_a_full_translation_gives(
     case: str, steps: list[tuple[int, int]], sequence_diff: bool
 ) -> None:

@@ -144,13 +144,19 @@ def random_message(rng: random.Random, cls: type, depth: int = 0) -> Any:
 
 def _twin(rng: random.Random, msg: Any) -> Any:
     """``msg`` with one scalar field set to a different value of equal hash where one exists (1 / True,
-    0.0 / -0.0), else to another random value: what a content memo must keep apart."""
+    0.0 / -0.0), else to another random value: what a content memo must keep apart. The field may be a member of
+    a oneof that is set (a ``Value``'s number, a route's cluster name ...: the member stays the same) or a wrapped
+    well-known type (a Duration, a UInt32Value, a DoubleValue ...: the per-field memos are keyed by plain value)."""
     meta = type(msg)._betterproto
     d = dict(msg.__dict__)
     scalars = [
         n
         for n, f in meta.meta_by_field_name.items()
-        if not f.map_meta and not f.repeated and f.proto_type != betterproto2.TYPE_MESSAGE and not f.group
+        if not f.map_meta
+        and not f.repeated
+        and (f.proto_type != betterproto2.TYPE_MESSAGE or f.unwrap is not None)
+        and (not f.group or d[n] is not None)
+        and (f.unwrap is None or d[n] is not None)
     ]
     if scalars:
         name = rng.choice(scalars)
@@ -160,6 +166,12 @@ def _twin(rng: random.Random, msg: Any) -> Any:
             d[name] = -old if rng.random() < 0.5 else 5e-324
         elif isinstance(old, bool) and f.proto_type != betterproto2.TYPE_BOOL:
             d[name] = int(old)
+        elif f.unwrap is not None:
+            if isinstance(old, bool):
+                d[name] = not old
+            else:
+                twin = _wrapped(rng, f.unwrap, meta.cls_by_field[name])
+                d[name] = old if twin is dataclasses.MISSING else twin
         else:
             d[name] = _scalar(rng, f.proto_type, meta.cls_by_field[name])
     d.pop("_unknown_fields", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -62,7 +63,8 @@ class ProxyConfig:
     node: NodeInfo
     mesh: MeshSettings
     inbound: tuple[InboundListener, ...]
-    outbound: tuple[OutboundListener, ...]
-    clusters: tuple[Cluster, ...]
+    #: A tuple, or (from the incremental translator) a :class:`~xds_server.layered.LayeredSeq` reading like one.
+    outbound: Sequence[OutboundListener]
+    clusters: Sequence[Cluster]
     #: Set for a sidecar whose pod's traffic is captured (``inbound``/``outbound`` are then empty).
     transparent: TransparentConfig | None = None

@@ -9,6 +9,7 @@ path: other elements changed, listeners added or removed, hash policies in play,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xds_server import ir
@@ -56,7 +57,7 @@ def snapshot_since(previous: Stage2 | None, cfg: ir.ProxyConfig, hint: Hint | No
     return patched if patched is not None else stage2(cfg)
 
 
-def _changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int] | None:
+def _changed(a: Sequence[object], b: Sequence[object]) -> list[int] | None:
     if len(a) != len(b):
         return None
     return [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x is not y]

@@ -104,7 +104,9 @@ def outbound_percent(lis: ir.OutboundListener) -> float | None:
 def clusters(cfg: ir.ProxyConfig) -> tuple[Cluster, ...]:
     """The collector's cluster, when tracing is on and this proxy has an HTTP listener."""
     t = cfg.mesh.tracing
+    if t is None:  # (first: a large proxy's listeners are not walked for nothing)
+        return ()
     http = any(lis.protocol == "http" for lis in cfg.inbound) or any(lis.protocol == "http" for lis in cfg.outbound)
-    if t is None or not http:
+    if not http:
         return ()
     return (grpc_service_cluster(CLUSTER, t.collector),)

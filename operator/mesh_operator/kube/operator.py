@@ -36,6 +36,7 @@ from mesh_operator.control import CertificateManager, ControlPlane
 from mesh_operator.inject.settings import InjectionSettings
 from mesh_operator.kube.gateway import GatewayStatusWriter, GatewayStore, discover
 from mesh_operator.kube.handlers import RESOURCES, build_registry
+from mesh_operator.kube.namespaces import NamespaceLabels
 from mesh_operator.kube.receipts import merged_receipts
 from mesh_operator.kube.rest import Connection, Rest, connection
 from mesh_operator.kube.resync import Resyncer
@@ -206,7 +207,8 @@ class Operator:
         if o.webhook_port is not None:
             from mesh_operator.kube.admission import AdmissionServer, validate_review
 
-            injection = dataclasses.replace(o.injection, namespace_labels=self.store.namespace_labels)
+            labels = NamespaceLabels(self.store.namespace_labels, self.rest.get, asyncio.get_running_loop())
+            injection = dataclasses.replace(o.injection, namespace_labels=labels)
             handlers = {
                 "/validate": validate_review,
                 "/inject": functools.partial(inject.review, settings=injection),

@@ -19,6 +19,7 @@ from mesh_operator.translate import MeshState, PolicyKey
 from mesh_operator.translate.state import Policy
 from mesh_operator.validation import validate_document
 from mesh_operator.validation.violations import Violation
+from xds_server.layered import LayeredSeq
 
 #: kind -> field of ClusterObjects, for core kinds
 CORE_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Pod": "pods", "Node": "nodes"}
@@ -82,7 +83,12 @@ class Store:
         self._core_generation = 0
         self._policy_generation = 0
         self._adapted: tuple[int, Mesh | None, MeshState, list[AdaptProblem]] | None = None
-        self._policies: tuple[int, tuple[Policy, ...]] | None = None
+        self._policies: tuple[int, Sequence[Policy]] | None = None
+        #: (kind, key) -> its position in the last policy tuple, and the policies changed since it was made: a
+        #: snapshot after edits of existing policies hands the tuple with those positions replaced (a LayeredSeq:
+        #: the translator reads the delta off it); a policy created, deleted or unparseable re-sorts them all
+        self._order: dict[tuple[str, str], int] = {}
+        self._dirty_policies: set[tuple[str, str]] = set()
         #: every policy object's record, kept current by each upsert/delete: the status writer reads them every
         #: round and each snapshot carries them, so they are not rebuilt from the bodies each time (O(changed))
         self._records: dict[PolicyKey, PolicyRecord] = {}
@@ -143,6 +149,7 @@ class Store:
         if relevant and kind in POLICY_KINDS:
             self._parse(kind, k, body)
             self._policy_generation += 1
+            self._dirty_policies.add((kind, k))
         if kind in POLICY_KINDS:
             record = _record(kind, k, body, self._parsed.get((kind, k)))
             self._records[record.key] = record
@@ -160,6 +167,7 @@ class Store:
             self._core_generation += 1
         if gone is not None and kind in POLICY_KINDS:
             self._policy_generation += 1
+            self._dirty_policies.add((kind, k))
         return gone is not None
 
     def mark_synced(self) -> None:
@@ -218,10 +226,8 @@ class Store:
                 objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
             meshes = dict(self._objects["Mesh"])
             records = dict(self._records)
-            parsed = dict(self._parsed) if self._policies is None or self._policies[0] != policy_generation else {}
-        if self._policies is None or self._policies[0] != policy_generation:
-            ordered = tuple(obj for (_, _), (_, obj, _) in sorted(parsed.items()) if obj is not None)
-            self._policies = (policy_generation, ordered)
+            if self._policies is None or self._policies[0] != policy_generation:
+                self._policies = (policy_generation, self._policy_tuple_locked())
         policies = self._policies[1]
         mesh = self._mesh(meshes)
         if objects is not None or adapted is None or adapted[1] is not mesh:
@@ -229,6 +235,23 @@ class Store:
             adapted = self._adapted = (core_generation, mesh, state, problems)
         state = replace(adapted[2], policies=policies)
         return Snapshot(state, list(adapted[3]), records)
+
+    def _policy_tuple_locked(self) -> Sequence[Policy]:
+        """Every parsed policy, sorted by (kind, key): the last tuple with the edited positions replaced when only
+        existing policies were edited (O(changed)), else sorted afresh."""
+        dirty, self._dirty_policies = self._dirty_policies, set()
+        if self._policies is not None:
+            edits: dict[int, Policy] = {}
+            for key in dirty:
+                at, entry = self._order.get(key), self._parsed.get(key)
+                if at is None or entry is None or entry[1] is None:
+                    break  # created, deleted or now unparseable: the order changes
+                edits[at] = entry[1]
+            else:
+                return LayeredSeq.over(self._policies[1], edits)
+        ordered = sorted((key, obj) for key, (_, obj, _) in self._parsed.items() if obj is not None)
+        self._order = {key: i for i, (key, _) in enumerate(ordered)}
+        return tuple(obj for _, obj in ordered)
 
     def _core_objects(self) -> ClusterObjects:
         with self._lock:

@@ -32,6 +32,7 @@ from mesh_operator.local.ratelimit import write_service_config
 from mesh_operator.local.ratelimit_service import LocalRateLimitService
 from mesh_operator.local.sidecar import SidecarFiles
 from mesh_operator.translate import MeshState
+from mesh_operator.translate.rebase import rebased
 from mesh_operator.translate.state import WorkloadInfo
 from xds_server.ca import store
 from xds_server.errors import XdsError
@@ -149,6 +150,8 @@ class LocalMesh:
     def _apply(self, state: MeshState, loaded: Loaded) -> None:
         assert self.plane is not None
         state = self.ratelimit.with_local_service(state)
+        if self.state is not None:  # (every file was read afresh: hand the translator what changed, as a delta)
+            state = rebased(self.state, state)
         self.state = state
         self.plane.set_source_problems([str(p) for p in loaded.errors])
         self.plane.apply(state)

@@ -25,7 +25,7 @@ the policy). Equality with
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from itertools import compress
 from operator import is_not
@@ -35,7 +35,7 @@ from typing import Any
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.api.mesh import Mesh
 from mesh_operator.translate import MeshTranslation, translate_mesh
-from mesh_operator.translate.incremental_diff import Index, Unknown, changed_keys, changed_span, slots
+from mesh_operator.translate.incremental_diff import Index, Unknown, changed_keys, object_delta, slots
 from mesh_operator.translate.incremental_patch import patch_ir, positions_of
 from mesh_operator.translate.policies import Rejection, Resolved, key_of, resolve
 from mesh_operator.translate.proxy import ProxyBuilder, mesh_settings
@@ -76,10 +76,10 @@ class Translator:
         self._fresh = True
         self._mesh: Mesh | None = None
         self._settings: ir.MeshSettings | None = None
-        self._services: dict[str, ServiceInfo] = {}
-        self._workloads: dict[str, WorkloadInfo] = {}
+        self._services: Mapping[str, ServiceInfo] = {}
+        self._workloads: Mapping[str, WorkloadInfo] = {}
         self._by_id: dict[int, tuple[Policy, PolicyKey]] = {}
-        self._seen: tuple[Policy, ...] | None = None
+        self._seen: Sequence[Policy] | None = None
         self._duplicates = False
         self._pending: set[PolicyKey] = set()
         self._current: dict[PolicyKey, Policy] = {}
@@ -282,19 +282,7 @@ class Translator:
         policies, seen = state.policies, self._seen
         if policies is seen:
             return not self._duplicates
-        span = None if seen is None else changed_span(seen, policies, SPAN_BASE + len(policies) // 8)
-        if span is None:  # many changes, or another order: compare the sets of objects
-            ids = set(map(id, policies))
-            gone: Iterable[int] = self._by_id.keys() - ids
-            added = ids - self._by_id.keys()
-            came: Iterable[Policy] = compress(policies, map(added.__contains__, map(id, policies))) if added else ()
-        else:  # a few edited, inserted or removed in place: only those are looked at
-            assert seen is not None
-            i, j_old, j_new = span
-            new_ids = {id(p): p for p in policies[i:j_new]}
-            gone = [x for x in map(id, seen[i:j_old]) if x not in new_ids]
-            old_ids = set(map(id, seen[i:j_old]))
-            came = [p for x, p in new_ids.items() if x not in old_ids]
+        gone, came = object_delta(seen, policies, self._by_id.keys(), SPAN_BASE + len(policies) // 8)
         for i in gone:
             _, k = self._by_id.pop(i)
             self._pending.add(k)
@@ -349,7 +337,7 @@ class Translator:
             return set()
         return slots(k, current) | slots(k, previous)
 
-    def _diff_services(self, services: dict[str, ServiceInfo]) -> set[str]:
+    def _diff_services(self, services: Mapping[str, ServiceInfo]) -> set[str]:
         old = self._services
         if services is old:
             return set()

@@ -5,13 +5,18 @@ Part of :mod:`mesh_operator.translate.incremental`."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import compress, count
 from operator import is_not
+from typing import Any
 
 from mesh_operator.api import AccessPolicy, AuthenticationPolicy, RetryPolicy, TrafficPolicy
 from mesh_operator.translate.state import Policy
 from mesh_operator.translate.status import PolicyKey
+from xds_server.layered import changed_since, positions_since
+
+_MISSING: Any = object()
 
 
 class Unknown(Exception):
@@ -101,8 +106,18 @@ def changed_span(old: Sequence[object], new: Sequence[object], most: int) -> tup
 
 def changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
     """Keys added, removed, or whose value changed (not the same object and not equal: rebuilt equal objects,
-    as local mode and the adapter make, are no change). The identity scan runs in C; when both maps hold the
-    same keys in the same order (a copy with some values replaced, the usual update) it compares values only."""
+    as local mode and the adapter make, are no change). When ``new`` is layered on ``old`` (or both on one base,
+    see :func:`xds_server.layered.changed_since`) only the layered keys are looked at. Otherwise the identity
+    scan runs in C; when both maps hold the same keys in the same order (a copy with some values replaced) it
+    compares values only."""
+    layered = changed_since(old, new)
+    if layered is not None:
+        out = set()
+        for k in layered:
+            a, b = old.get(k, _MISSING), new.get(k, _MISSING)
+            if a is not b and (a is _MISSING or b is _MISSING or a != b):
+                out.add(k)
+        return out
     if len(old) == len(new) and not any(map(is_not, old, new)):
         candidates = compress(new.keys(), map(is_not, old.values(), new.values()))
         return {k for k in candidates if old[k] != new[k]}
@@ -110,3 +125,29 @@ def changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> set[st
     changed = {k for k in candidates if old.get(k) != new[k]}
     changed.update(old.keys() - new.keys())
     return changed
+
+
+def object_delta(
+    seen: Sequence[Policy] | None, policies: Sequence[Policy], known: AbstractSet[int], most: int
+) -> tuple[Iterable[int], Iterable[Policy]]:
+    """(ids of the objects of ``seen`` no longer in ``policies``, objects of ``policies`` new since ``seen``);
+    ``known``: the ids of every object of ``seen``. Read off the layers when ``policies`` is ``seen`` with a
+    few positions replaced (a source's delta, see :class:`xds_server.layered.LayeredSeq`), else from the
+    span of an edited sequence (:func:`changed_span`, ``most``), else by comparing the sets of objects."""
+    at = None if seen is None else positions_since(seen, policies)
+    span = None if seen is None or at is not None else changed_span(seen, policies, most)
+    if seen is None or (at is None and span is None):  # many changes, or another order: the sets of objects
+        ids = set(map(id, policies))
+        added = ids - known
+        came = compress(policies, map(added.__contains__, map(id, policies))) if added else ()
+        return known - ids, came
+    # a few edited, inserted or removed in place: only those are looked at
+    if at is not None:
+        old_part, new_part = [seen[i] for i in at], [policies[i] for i in at]
+    else:
+        assert span is not None
+        i, j_old, j_new = span
+        old_part, new_part = list(seen[i:j_old]), list(policies[i:j_new])
+    new_ids = {id(p): p for p in new_part}
+    old_ids = set(map(id, old_part))
+    return [x for x in old_ids if x not in new_ids], [p for x, p in new_ids.items() if x not in old_ids]

@@ -11,6 +11,7 @@ from mesh_operator.translate.proxy import ProxyBuilder
 from mesh_operator.translate.state import ServiceInfo
 from mesh_operator.translate.traffic import ServiceRouting
 from xds_server import ir
+from xds_server.layered import LayeredSeq
 
 
 def patch_ir(
@@ -28,10 +29,10 @@ def patch_ir(
     transparent proxy, a service appearing or disappearing, other cluster names); the caller leaves out tracing."""
     if prev is None or positions is None or prev.transparent is not None:
         return None
-    outbound = list(prev.outbound)
-    clusters = list(prev.clusters)
-    changed_outbound: list[int] = []
-    changed_clusters: list[int] = []
+    # (the new tuples are layered on the previous ones: no copy of a large proxy's 10^4-10^5 elements)
+    outbound: dict[int, ir.OutboundListener] = {}
+    clusters: dict[int, ir.Cluster] = {}
+    old_clusters = prev.clusters
     for key in services:
         target, old = targets.get(key), previous.get(key)
         if target is None or old is None:
@@ -44,15 +45,16 @@ def patch_ir(
             return None
         for i in at:
             outbound[i] = builder.outbound_listener(key, target, new, prev.outbound[i].port)
-            changed_outbound.append(i)
         for a, b in zip(old.clusters, new.clusters, strict=True):
-            i = bisect_left(clusters, a.name, key=_name)
-            if a.name != b.name or i == len(clusters) or clusters[i] is not a:  # the IR holds the old cluster
+            i = bisect_left(old_clusters, a.name, key=_name)
+            # the IR holds the old cluster (the previous IR's, or one this call put there already)
+            if a.name != b.name or i == len(old_clusters) or clusters.get(i, old_clusters[i]) is not a:
                 return None
             clusters[i] = b
-            changed_clusters.append(i)
-    cfg = replace(prev, outbound=tuple(outbound), clusters=tuple(clusters))
-    return cfg, tuple(sorted(set(changed_outbound))), tuple(sorted(set(changed_clusters)))
+    cfg = replace(
+        prev, outbound=LayeredSeq.over(prev.outbound, outbound), clusters=LayeredSeq.over(prev.clusters, clusters)
+    )
+    return cfg, tuple(sorted(outbound)), tuple(sorted(clusters))
 
 
 def _name(c: ir.Cluster) -> str:

@@ -6,7 +6,7 @@ EndpointSlices and Pods. Either way the translator sees only this.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,9 +123,11 @@ class Refused:
 @dataclass(frozen=True)
 class MeshState:
     mesh: Mesh
-    services: dict[str, ServiceInfo] = field(default_factory=dict)  # key: namespace/name
-    workloads: dict[str, WorkloadInfo] = field(default_factory=dict)  # key: namespace/name
-    policies: tuple[Policy, ...] = ()
+    # (Mappings / Sequences: a source may hand a map layered on the previous state's, or a tuple with a few
+    # positions replaced, see xds_server.layered — the incremental translator then reads the delta off them)
+    services: Mapping[str, ServiceInfo] = field(default_factory=dict)  # key: namespace/name
+    workloads: Mapping[str, WorkloadInfo] = field(default_factory=dict)  # key: namespace/name
+    policies: Sequence[Policy] = ()
     refused: tuple[Refused, ...] = ()
     #: Gateway API HTTPRoutes/GRPCRoutes (translate/gateway.py decides which attach to a Service).
     routes: tuple[GatewayRoute, ...] = ()
