@@ -107,7 +107,7 @@ class Preflight:
     split_min: int = 64
     #: whether a core is free for a second Envoy run: a split costs Envoy's start-up again, and on a busy machine
     #: the parallel run only competes with the rest (docs/notes/pf4.md); by default the 1-minute load average
-    idle: Callable[[], bool] = field(default_factory=lambda: lambda: True)  # EXPERIMENT: ungated
+    idle: Callable[[], bool] = field(default_factory=lambda: a_core_is_idle)
     stats: PreflightStats = field(default_factory=PreflightStats)
 
     def __post_init__(self) -> None:
