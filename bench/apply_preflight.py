@@ -68,7 +68,7 @@ def measure(variant: str, n: int, per_round: int, policies: list[TrafficPolicy])
     clear_caches()
     preflight = Preflight(
         binary=variant != "json",
-        split_min=0 if variant == "binary" else Preflight.split_min,
+        split_min=0 if variant == "binary" else 64,
         idle=lambda: variant == "split",  # (split: whatever the load)
     )
     inc = Incremental()

@@ -103,8 +103,9 @@ class Preflight:
     #: False: every check through proto-JSON documents (the path before binary bootstraps; for comparisons)
     binary: bool = True
     #: a proxy checked alone with at least this many new listeners and clusters is split across the idle workers
-    #: (Envoy's ~0.25 s per run makes smaller checks cheaper in one run); 0: never split
-    split_min: int = 64
+    #: (Envoy's ~0.25 s per run makes smaller checks cheaper in one run); 0: never split. Off by default: it did
+    #: not shorten bench/apply.py's rounds, quiet or loaded (docs/notes/pf4.md); 64 is where it was measured
+    split_min: int = 0
     #: whether a core is free for a second Envoy run: a split costs Envoy's start-up again, and on a busy machine
     #: the parallel run only competes with the rest (docs/notes/pf4.md); by default the 1-minute load average
     idle: Callable[[], bool] = field(default_factory=lambda: a_core_is_idle)
