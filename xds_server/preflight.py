@@ -17,13 +17,14 @@ Cost is bounded three ways:
   prefix tells the proxy, which is taken out, and the rest is run again. An error naming no prefix splits the
   batch in halves;
 * **workers**: batches run in parallel, ``workers`` at a time (the Envoy processes release the GIL);
-* **parts**: a proxy checked on its own with at least ``split_min`` new listeners and clusters, when there are fewer
-  such proxies than workers and a core is idle (``idle``), is split into self-contained parts validated in parallel
-  (one per idle worker): each part holds some of the new listeners with every cluster they refer to, and some of the
-  new clusters; listeners sharing an address stay in one part. Envoy checks a static bootstrap's listeners against
-  the clusters they refer to and its resources' names and addresses for uniqueness, so the union is valid exactly
-  when every part is (the same argument that lets a check leave out the resources Envoy accepted before). The proxy
-  is refused when any part is, with that part's error; ``tests/envoy/test_preflight_split.py`` pins it;
+* **parts** (off by default: ``split_min`` 0, see docs/notes/pf4.md): a proxy checked on its own with at least
+  ``split_min`` new listeners and clusters, when there are fewer such proxies than workers and a core is idle
+  (``idle``), is split into self-contained parts validated in parallel (one per idle worker): each part holds some
+  of the new listeners with every cluster they refer to, and some of the new clusters; listeners sharing an address
+  stay in one part. Envoy checks a static bootstrap's listeners against the clusters they refer to and its
+  resources' names and addresses for uniqueness, so the union is valid exactly when every part is (the same argument
+  that lets a check leave out the resources Envoy accepted before). The proxy is refused when any part is, with that
+  part's error; ``tests/envoy/test_preflight_split.py`` pins it;
 * **narrowing**: when Envoy refuses a binary bootstrap on a field rule, it dumps the whole bootstrap, which names
   every resource in it, so the error points at no policy (every policy in a burst would be blamed). Such a refused
   bootstrap is halved, the halves validated in parallel, until the resource refused is alone (a few more runs, on
