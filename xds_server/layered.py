@@ -122,12 +122,20 @@ def changed_since(old: Mapping[K, Any], new: Mapping[K, Any]) -> Iterable[K] | N
     """The keys that may differ between two maps one was layered from the other (or both on one base): a
     superset of the keys added, removed or given another value, in O(layers). None when the maps are not
     related that way (then only a scan of both tells)."""
-    if isinstance(new, Layered):
+    return _layers_since(Layered, old, new)
+
+
+def _layers_since(
+    kind: type[Layered[Any, Any]] | type[LayeredSeq[Any]], old: object, new: object
+) -> Iterable[Any] | None:
+    """The keys of the layers that separate ``old`` and ``new`` (``kind``: Layered or LayeredSeq, whose ``_top`` is
+    a map over keys or positions), or None when neither is layered on the other or both on one base."""
+    if isinstance(new, kind):
         if new._base is old:
             return new._top.keys()
-        if isinstance(old, Layered) and old._base is new._base:
+        if isinstance(old, kind) and old._base is new._base:
             return old._top.keys() | new._top.keys()
-    if isinstance(old, Layered) and old._base is new:
+    if isinstance(old, kind) and old._base is new:
         return old._top.keys()
     return None
 
@@ -218,14 +226,7 @@ class LayeredSeq(Sequence[V]):
 def positions_since(old: Sequence[Any], new: Sequence[Any]) -> Iterable[int] | None:
     """The positions that may differ between two sequences of the same length, one layered on the other (or
     both on one base), in O(layers); None when they are not related that way."""
-    if isinstance(new, LayeredSeq):
-        if new._base is old:
-            return new._top.keys()
-        if isinstance(old, LayeredSeq) and old._base is new._base:
-            return old._top.keys() | new._top.keys()
-    if isinstance(old, LayeredSeq) and old._base is new:
-        return old._top.keys()
-    return None
+    return _layers_since(LayeredSeq, old, new)
 
 
 def _fold_seq(base: tuple[V, ...], top: Mapping[int, V]) -> tuple[V, ...]:
