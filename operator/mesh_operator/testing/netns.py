@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -97,6 +98,8 @@ class NetnsLab:
         self.namespaces: dict[str, str] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._created: list[str] = []
+        self._programs: dict[str, str] = {}  # program -> its copy every user may run
+        self._bin: str | None = None
 
     def __enter__(self) -> NetnsLab:
         reason = missing_tools()
@@ -124,6 +127,9 @@ class NetnsLab:
         for ns in reversed(self._created):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=20)
         self._created.clear()
+        if self._bin is not None:
+            shutil.rmtree(self._bin, ignore_errors=True)
+            self._bin, self._programs = None, {}
 
     def _netns_add(self, ns: str) -> None:
         _run("ip", "netns", "add", ns)
@@ -156,7 +162,23 @@ class NetnsLab:
         prefix = ["ip", "netns", "exec", self.namespaces[name]]
         if uid is None:
             return [*prefix, *argv]
-        return [*prefix, sys.executable, "-c", AS_USER, str(uid), str(uid), *argv]
+        return [*prefix, sys.executable, "-c", AS_USER, str(uid), str(uid), self._runnable(argv[0]), *argv[1:]]
+
+    def _runnable(self, program: str) -> str:
+        """``program`` as another UID can run it: a copy in a directory of the lab's that every user may enter. The
+        checkout may sit below a directory only its owner can enter (``mktemp -d`` makes them 0700), where a process
+        that dropped to the sidecar's UID could not even reach the binary."""
+        if not os.path.isabs(program):
+            return program  # looked up on PATH, which is every user's
+        if program not in self._programs:
+            if self._bin is None:
+                self._bin = tempfile.mkdtemp(prefix=f"{self.prefix}-bin-")
+                os.chmod(self._bin, 0o755)
+            copy = os.path.join(self._bin, f"{len(self._programs)}-{os.path.basename(program)}")
+            shutil.copy2(program, copy)
+            os.chmod(copy, 0o755)
+            self._programs[program] = copy
+        return self._programs[program]
 
     def run(self, name: str, argv: list[str], input: str | None = None, timeout: float = 20.0) -> str:
         return _run(*self.exec_args(name, argv), input=input, timeout=timeout)
