@@ -59,6 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _push_go
 import _push_shard
 import _results as bench_results
 import psutil
@@ -217,6 +218,7 @@ async def run_one(
     server_src: Path | None = None,
     keepalive_timeout: float | None = None,
     replicas: int = 1,
+    client_impl: str = "python",
 ) -> dict[str, Any]:
     nodes = [f"bench-{i}" for i in range(n)]
     envoy_nodes = [f"bench-envoy-{i}" for i in range(n_envoys)]
@@ -232,7 +234,7 @@ async def run_one(
     # (client shard k connects to replica k % replicas); Envoys connect to the first
     servers = [XdsServerProcess(snap_file, admin=True, env=env) for _ in range(replicas)]
     server = servers[0]
-    shards: Shards | None = None
+    shards: Shards | _push_go.GoShards | None = None
     envoys: list[EnvoyProcess] = []
     stop = threading.Event()  # ends the helper threads' polling when the run is cancelled
     # SIGTERM -> cancel, so the finally below stops every Envoy (SIGINT already cancels under asyncio.run)
@@ -252,7 +254,11 @@ async def run_one(
             envoys.append(EnvoyProcess(ads_bootstrap(node, server.port, delta=delta), log_level="warning").start())
         envoys_ready = asyncio.create_task(asyncio.to_thread(wait_envoys_ready, envoys, stop))
         try:
-            shards = Shards([srv.port for srv in servers], nodes, delta, max(procs, replicas))
+            ports = [srv.port for srv in servers]
+            if client_impl == "go":
+                shards = _push_go.GoShards(ports, nodes, delta)
+            else:
+                shards = Shards(ports, nodes, delta, max(procs, replicas))
             connect_s = await shards.ready(timeout=900)
         except BaseException:
             stop.set()
@@ -325,6 +331,7 @@ async def run_one(
             "clients": n,
             "replicas": replicas,
             "keepalive_timeout_s": keepalive_timeout if keepalive_timeout is not None else 10.0,
+            "client_impl": client_impl,
             "client_procs": len(shards.procs) if shards is not None else 0,
             "envoys": n_envoys,
             "connect_s": round(connect_s, 2),
@@ -410,6 +417,13 @@ def main() -> None:
         default=1,
         help="server processes on the same snapshots, the fake clients split over them (CPU and RSS are summed)",
     )
+    p.add_argument(
+        "--client-impl",
+        choices=["python", "go"],
+        default="python",
+        help="the fake clients: light Python clients in --procs processes, or one Go process (bench/adsload, built"
+        " from the Go module proxy on first use; costs the server's machine far less CPU per response)",
+    )
     p.add_argument("--result", default="push", help="result file name under bench/results/")
     a = p.parse_args()
     load_at_start = bench_results.load()
@@ -431,6 +445,7 @@ def main() -> None:
                             server_src=src,
                             keepalive_timeout=a.keepalive_timeout,
                             replicas=a.replicas,
+                            client_impl=a.client_impl,
                         )
                         rows.append(asyncio.run(run))
                     except asyncio.CancelledError:  # SIGTERM: everything is stopped by now

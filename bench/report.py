@@ -189,6 +189,8 @@ def _push_rows(name: str, doc: dict[str, Any]) -> list[str]:
     for r in doc["figures"]["rows"]:
         n = r.get("client_procs")
         procs = f" in {n} client process{'es' if n > 1 else ''}" if n else ""
+        if r.get("client_impl") == "go":
+            procs = " in one Go process (bench/adsload)"
         server = f", server of {r['server']}" if r.get("server", "this tree") != "this tree" else ""
         if r.get("replicas", 1) > 1:
             server += f", {r['replicas']} server replicas (CPU and RSS summed)"
