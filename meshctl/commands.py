@@ -11,6 +11,7 @@ from pathlib import Path
 from mesh_operator import render as render_lib
 from mesh_operator.loader import load_paths
 from meshctl.output import dump, err
+from xds_server import gc_policy
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -74,4 +75,5 @@ def local_run(args: argparse.Namespace) -> int:
     if (options.ca_cert is None) != (options.ca_key is None):
         err("--ca-cert and --ca-key go together")
         return 2
+    gc_policy.configure()
     return asyncio.run(run(options))

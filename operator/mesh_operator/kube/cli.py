@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mesh_operator.kube.errors import KubeError
 from mesh_operator.kube.operator import OperatorOptions
+from xds_server import gc_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is not None:
         return _main_in_cluster(args, options)
     try:
+        gc_policy.configure()
         return asyncio.run(run(options))
     except KubeError as e:
         print(f"meshwork-controller: {e}", file=sys.stderr)
@@ -148,6 +150,7 @@ def _main_in_cluster(args: argparse.Namespace, options: OperatorOptions) -> int:
     options.lease_name, options.lease_duration = cfg.lease_name, cfg.lease_duration
     options.injection = cfg.injection
     try:
+        gc_policy.configure()
         return asyncio.run(incluster.run(cfg, options, host=host))
     except KubeError as e:
         print(f"meshwork-controller: {e}", file=sys.stderr)
