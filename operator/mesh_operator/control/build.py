@@ -61,6 +61,12 @@ class Built:
     resources: Mapping[str, Mapping[str, set[str]]] = field(default_factory=dict)
     preflight_seconds: float = 0.0
     rounds: int = 0
+    #: the proxies whose snapshot, config or provenance may differ from the previous build's with the same
+    #: :class:`Incremental` (every other one's are the very same objects); None: any may
+    changed: frozenset[str] | None = None
+    #: this build's number among the builds with the same :class:`Incremental` (``changed`` is relative to the
+    #: one before: a consumer that missed a build must take every proxy)
+    number: int = 0
 
 
 @dataclass
@@ -82,6 +88,10 @@ class Incremental:
     #: snapshots the pre-flight check already passed
     checked: dict[str, Snapshot] = field(default_factory=dict)
     _dirty: set[str] | None = None
+    #: the proxies the last stage 2 walked (None: every one, after a full translation)
+    walked: set[str] | None = None
+    #: builds returned so far
+    builds: int = 0
     #: the translator's patch hints since the last provenance (see :data:`xds_server.translate.patch.Hint`)
     _hints: dict[str, Hint] = field(default_factory=dict)
 
@@ -92,12 +102,13 @@ class Incremental:
         self._hints.update(hints)
         if tr.last_path != "incremental":
             nodes: Iterable[str] = list(t.proxies)
-            self.by_node, self.stage2_failed, self._dirty = {}, set(), None
+            self.by_node, self.stage2_failed, self._dirty, self.walked = {}, set(), None, None
             for table in (self.snapshots, self.resources, self.provenance_by_node, self.checked):
                 for gone in [n for n in table if n not in t.proxies]:
                     del table[gone]
         else:
             nodes = sorted(tr.changed | self.stage2_failed)
+            self.walked = set(nodes)
             if self._dirty is not None:
                 self._dirty |= tr.changed
         for node in nodes:
@@ -164,6 +175,7 @@ def _build(
     current = {key_of(p): p for p in state.policies} if incremental is None else incremental.translator.current(state)
     verdicts = {k: v for k, v in rejected.items() if k in current and v.fingerprint == fingerprint(current[k])}
     spent = 0.0
+    refused_any = False
     for round_no in range(1, MAX_ROUNDS + 1):
         if incremental is not None:
             t = incremental.translator.translate(state, last_good=last_good, rejected=verdicts)
@@ -200,6 +212,7 @@ def _build(
             spent += time.perf_counter() - started
             if refusals:
                 snapshots = {n: s for n, s in snapshots.items() if n not in refusals}
+                refused_any = True
             for node, refusal in sorted(refusals.items()):
                 by_resource = resource_policies(t.proxies[node])
                 blamed = set(by_resource.get(refusal.resource or "", ())) or culprits(refusal.message, by_resource)
@@ -215,7 +228,14 @@ def _build(
                 resources = incremental.provenance(t)
                 if preflight is not None and not found:
                     incremental.checked.update(snapshots)
-            return Built(t, snapshots, failed, verdicts, resources, spent, round_no)
+            changed, number = None, 0
+            if incremental is not None:
+                incremental.builds += 1
+                number = incremental.builds
+                clean = not (refused_any or failed or incremental.stage2_failed)
+                if incremental.walked is not None and round_no == 1 and clean:
+                    changed = frozenset(incremental.walked)
+            return Built(t, snapshots, failed, verdicts, resources, spent, round_no, changed, number)
         verdicts.update(found)
     raise AssertionError("unreachable")
 

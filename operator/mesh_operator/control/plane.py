@@ -29,6 +29,7 @@ from aiohttp import web
 from mesh_operator.control.build import Built, Incremental, build
 from mesh_operator.control.certs import CertificateManager, workload_ttl
 from mesh_operator.control.provenance import culprits
+from mesh_operator.control.publish import Publisher
 from mesh_operator.control.rotation import RootRotator, certz
 from mesh_operator.translate import MeshState, PolicyKey, PolicyOutcome, Rejection
 from mesh_operator.translate.scope import missing_services
@@ -36,12 +37,10 @@ from mesh_operator.translate.state import Policy
 from xds_server.admin import AdminServer
 from xds_server.ads import AdsServer, make_server
 from xds_server.cache import SnapshotCache
-from xds_server.consistency import missing_references
 from xds_server.debounce import Debouncer
-from xds_server.errors import CertificateError, RotationError
+from xds_server.errors import RotationError
 from xds_server.preflight import Preflight, reason_line
-from xds_server.sds import bundle_secret, certificate_secret
-from xds_server.snapshot import SECRET, Snapshot
+from xds_server.snapshot import SECRET
 from xds_server.sync import SyncTracker
 
 log = logging.getLogger(__name__)
@@ -54,15 +53,15 @@ class PlaneStatus:
     generation: int = 0
     outcomes: Mapping[PolicyKey, PolicyOutcome] = field(default_factory=dict)
     #: node id -> snapshot version it should have
-    desired: dict[str, str] = field(default_factory=dict)
+    desired: Mapping[str, str] = field(default_factory=dict)
     #: node id -> the policies (``Kind/ns/name``) its config carries
-    policies_by_node: dict[str, set[str]] = field(default_factory=dict)
+    policies_by_node: Mapping[str, set[str]] = field(default_factory=dict)
     #: control-plane problems of the last translation (refused sources, proxies that keep old config, ...)
     problems: list[str] = field(default_factory=list)
     #: node id -> why it keeps the config it had (translation failed, certificate, pre-flight, ...)
     failed: dict[str, str] = field(default_factory=dict)
     #: node id -> Envoy resource name -> the policies it carries (to name the culprit of a NACK)
-    resources_by_node: dict[str, Mapping[str, set[str]]] = field(default_factory=dict)
+    resources_by_node: Mapping[str, Mapping[str, set[str]]] = field(default_factory=dict)
     #: what the mesh's config asks for but cannot have yet (a sidecarEgress Service that does not exist, ...)
     warnings: list[str] = field(default_factory=list)
 
@@ -98,13 +97,12 @@ class ControlPlane:
         self._last_good: dict[PolicyKey, Policy] = {}
         self._rejected: dict[PolicyKey, Rejection] = {}
         self._source_problems: list[str] = []
-        self._identities: dict[str, str] = {}
+        self._identities: Mapping[str, str] = {}
         self._debouncer = Debouncer(self._rebuild, delay=debounce, max_delay=max_debounce)
         #: kept between translations so that each re-derives only what changed (O(changed), same result)
         self._incremental = Incremental()
-        self._policy_sets: dict[str, tuple[Mapping[str, set[str]], set[str]]] = {}
-        #: node -> (built snapshot, config, leaf, trust bundle, the snapshot assembled from them, what it misses)
-        self._assembled: dict[str, tuple[Snapshot, Any, Any, bytes, Snapshot, list[str]]] = {}
+        #: assembles and caches each proxy's snapshot; walks only the changed proxies when it can (O(changed))
+        self._publisher = Publisher(self.certs, self.cache)
         self._server: Any = None
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -175,75 +173,10 @@ class ControlPlane:
 
     def _publish(self, built: Built, state: MeshState) -> None:
         translated = built.translation
-        desired: dict[str, str] = {}
-        identities: dict[str, str] = {}
-        policies_by_node: dict[str, set[str]] = {}
-        resources_by_node: dict[str, Mapping[str, set[str]]] = {}
-        bundle_pem = self.certs.bundle.to_pem()
+        published = self._publisher.publish(built)
+        self._identities = published.identities
+        failed = published.failed
         problems: list[str] = list(self._source_problems)
-        failed = dict(built.failed)
-        for node_id in failed:
-            if node_id in self._identities:
-                identities[node_id] = self._identities[node_id]
-            policies_by_node[node_id] = self.status.policies_by_node.get(node_id, set())
-            resources_by_node[node_id] = self.status.resources_by_node.get(node_id, {})
-            self._keep_previous(node_id, desired)
-        for node_id, resources in built.snapshots.items():
-            cfg = translated.proxies[node_id]
-            identities[node_id] = cfg.node.spiffe_id
-            resources_by_node[node_id] = built.resources.get(node_id, {})
-            held = self._policy_sets.get(node_id)
-            if held is None or held[0] is not resources_by_node[node_id]:
-                held = self._policy_sets[node_id] = (
-                    resources_by_node[node_id],
-                    set().union(*resources_by_node[node_id].values()),
-                )
-            policies_by_node[node_id] = held[1]
-            try:
-                leaf = self.certs.leaf(cfg.node.spiffe_id)
-            except CertificateError as e:
-                # Fail safe: the proxy keeps its last config (and certificate) rather than losing mTLS.
-                failed[node_id] = f"cannot issue a certificate for {cfg.node.spiffe_id}: {e}"
-                self._keep_previous(node_id, desired)
-                continue
-            made = self._assembled.get(node_id)
-            if (
-                made is None
-                or made[0] is not resources
-                or made[1] is not cfg
-                or made[2] is not leaf
-                or made[3] != bundle_pem
-            ):
-                # (a proxy whose built snapshot, config and secrets are the very same objects as last round keeps
-                # the snapshot assembled then: only changed proxies cost work proportional to their resources)
-                secrets = [
-                    certificate_secret(cfg.mesh.cert_secret, leaf.chain_pem, leaf.private_key_pem),
-                    bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
-                ]
-                snap = resources.with_type(SECRET, {r.name: r for r in secrets})
-                made = self._assembled[node_id] = (
-                    resources,
-                    cfg,
-                    leaf,
-                    bundle_pem,
-                    snap,
-                    missing_references(cfg, snap),
-                )
-            snap, missing = made[4], made[5]
-            if missing:
-                failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
-                self._keep_previous(node_id, desired)
-                continue
-            self.cache.set_snapshot(node_id, snap)
-            desired[node_id] = snap.version
-        for gone in set(self._identities) - set(identities):
-            self.cache.clear_snapshot(gone)
-        for gone in [n for n in self._policy_sets if n not in built.snapshots]:
-            del self._policy_sets[gone]
-        for gone in [n for n in self._assembled if n not in built.snapshots]:
-            del self._assembled[gone]
-        self._identities = identities
-        self.certs.forget_except(set(identities.values()))
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.
         present = self._incremental.translator.current(state).keys() | {
             PolicyKey(r.kind, r.namespace, r.name) for r in state.refused
@@ -259,27 +192,23 @@ class ControlPlane:
         self.status = PlaneStatus(
             self.status.generation + 1,
             translated.outcomes,
-            desired,
-            policies_by_node,
+            published.desired,
+            published.policies_by_node,
             problems,
             failed,
-            resources_by_node,
+            published.resources_by_node,
             warnings,
         )
         if not self.cache.ready:
             self.cache.mark_ready()
         log.info(
-            "translated %d proxies (generation %d, %d round(s), pre-flight %.0f ms)",
-            len(desired),
+            "translated %d proxies (generation %d, %d round(s), %d walked, pre-flight %.0f ms)",
+            len(published.desired),
             self.status.generation,
             built.rounds,
+            published.walked,
             built.preflight_seconds * 1000,
         )
-
-    def _keep_previous(self, node_id: str, desired: dict[str, str]) -> None:
-        previous = self.status.desired.get(node_id)
-        if previous is not None:
-            desired[node_id] = previous
 
     # ---------------------------------------------------------------- security
 
@@ -381,7 +310,7 @@ class ControlPlane:
         return web.json_response(
             {
                 "generation": self.status.generation,
-                "desired": self.status.desired,
+                "desired": dict(self.status.desired),
                 "problems": self.status.problems,
                 "warnings": self.status.warnings,
                 "failed": self.status.failed,
