@@ -110,10 +110,8 @@ class DeltaAdapter:
         workload_changes: dict[str, Any] = {}
         for k in sorted(workloads):
             self._workload_changed(k, objects, workload_changes)
-        if service_changes:
-            self.services = Layered.over(self.services, service_changes)
-        if workload_changes:
-            self.workloads = Layered.over(self.workloads, workload_changes)
+        self.services = _layered(self.services, service_changes)
+        self.workloads = _layered(self.workloads, workload_changes)
 
     # ----------------------------------------------------------------- indexes
 
@@ -184,6 +182,16 @@ class DeltaAdapter:
                 self._problems[k] = tuple(problems)
             else:
                 del self._problems[k]
+
+
+def _layered(current: Mapping[str, Any], changes: dict[str, Any]) -> Mapping[str, Any]:
+    """``current`` with ``changes`` on a layer; a plain dict when there was nothing (the first call: a layer on
+    nothing would tell the next changes apart from the first call's)."""
+    if not changes:
+        return current
+    if not current:
+        return {k: v for k, v in changes.items() if v is not GONE}
+    return Layered.over(current, changes)
 
 
 def _put(current: Mapping[str, Any], k: str, value: Any, changes: dict[str, Any]) -> None:
