@@ -211,9 +211,7 @@ def test_a_long_run_of_random_events_keeps_the_delta_equal_to_a_fresh_adapt() ->
     _run(14, 400)
 
 
-def test_a_readiness_flip_hands_the_translator_only_that_service_and_pod_changed_and_a_caller_gets_only_new_endpoints() -> (
-    None
-):
+def test_a_readiness_flip_hands_over_only_that_service_and_pod_and_a_caller_gets_only_new_endpoints() -> None:
     from tests.unit.test_kube_adapter import pod, service, slice_
 
     store = Store()

@@ -170,7 +170,8 @@ class DeltaAdapter:
 
     def _workload_changed(self, k: str, objects: ClusterObjects, changes: dict[str, Any]) -> None:
         mp = self._pods.get(k)
-        workload, problems = None, []
+        workload: WorkloadInfo | None = None
+        problems: list[AdaptProblem] = []
         if mp is not None:
             by_service = self._serving.get(k, {})
             serving = [(s, n, port) for s in sorted(by_service) for n, port in by_service[s]]
