@@ -234,7 +234,11 @@ class Store:
                     objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
                 elif any(changed.values()):
                     live = ClusterObjects(**{f: self._objects[kind] for kind, f in CORE_KINDS.items()})
-                    self._delta.apply(live, changed)
+                    try:
+                        self._delta.apply(live, changed)
+                    except BaseException:
+                        self._delta = None  # half applied: the next snapshot adapts everything again
+                        raise
                 meshes = dict(self._objects["Mesh"])
                 records = dict(self._records)
                 if self._policies is None or self._policies[0] != self._policy_generation:
