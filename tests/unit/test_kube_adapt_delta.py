@@ -2,10 +2,10 @@
 a cluster delivers to the real Store (pods created, deleted, becoming ready or not, getting an IP, their labels,
 service account, node, sidecar mode and annotations changed; EndpointSlices created, edited, deleted and moved
 between Services or losing their service label; Services' ports changed, Services created, deleted, made
-ExternalName; Nodes' zones changed; a periodic resync's LIST). After every event the snapshot's services,
-workloads and problems equal ``adapt()`` of the same objects, what did not change is the very same objects, and
-the incremental translation of the snapshot gives every proxy the bytes a full translation of ``adapt()``'s state
-gives."""
+ExternalName; Nodes' zones changed; a periodic resync's LIST; policies created, edited, deleted). After every
+event the snapshot's services, workloads and problems equal ``adapt()`` of the same objects, what did not change
+is the very same objects, and the incremental translation of the snapshot gives every proxy the bytes a full
+translation of ``adapt()``'s state gives."""
 
 from __future__ import annotations
 
@@ -135,7 +135,17 @@ class _Cluster:
 
     def event(self) -> None:
         r = self.rng
-        step = r.randrange(10)
+        step = r.randrange(11)
+        if step == 10:  # a policy created, edited or deleted (inserted or removed in place in the policy tuple)
+            name = r.choice(["t0", "t1", "t2"])
+            if r.random() < 0.4:
+                self.store.delete("TrafficPolicy", tp(name))
+            else:
+                self.version += 1
+                spec = {"targetRef": {"name": r.choice(SERVICES)}, "timeouts": {"request": f"{self.version}s"}}
+                body = tp(name, generation=self.version)
+                self.store.upsert("TrafficPolicy", {**body, "spec": spec})
+            return
         if step <= 2:
             self.write("Pod", self.pod())
         elif step == 3:

@@ -8,6 +8,7 @@ own objects (our status writes coming back through the watch) are recorded but d
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,10 +90,12 @@ class Store:
         #: bumped by every change of a policy: the policy tuple is made again only then
         self._policy_generation = 0
         self._policies: tuple[int, Sequence[Policy]] | None = None
-        #: (kind, key) -> its position in the last policy tuple, and the policies changed since it was made: a
-        #: snapshot after edits of existing policies hands the tuple with those positions replaced (a LayeredSeq:
-        #: the translator reads the delta off it); a policy created, deleted or unparseable re-sorts them all
-        self._order: dict[tuple[str, str], int] = {}
+        #: the (kind, key) of each policy of the last policy tuple, in its order (sorted), and the policies changed
+        #: since it was made: a snapshot after edits of existing policies hands the tuple with those positions
+        #: replaced (a LayeredSeq: the translator reads the delta off it); one after policies were created,
+        #: deleted or became unparseable, the last tuple with those inserted or removed in place (found by
+        #: bisection; the translator finds the changed span by identity)
+        self._keys: list[tuple[str, str]] = []
         self._dirty_policies: set[tuple[str, str]] = set()
         #: every policy object's record, kept current by each upsert/delete: the status writer reads them every
         #: round and each snapshot carries them, so they are not rebuilt from the bodies each time (O(changed))
@@ -253,20 +256,38 @@ class Store:
 
     def _policy_tuple_locked(self) -> Sequence[Policy]:
         """Every parsed policy, sorted by (kind, key): the last tuple with the edited positions replaced when only
-        existing policies were edited (O(changed)), else sorted afresh."""
+        existing policies were edited, with the created ones inserted and the deleted (or now unparseable) ones
+        removed in place otherwise (O(changed) in Python, a copy of the tuple in C); sorted afresh the first time."""
         dirty, self._dirty_policies = self._dirty_policies, set()
-        if self._policies is not None:
-            edits: dict[int, Policy] = {}
-            for key in dirty:
-                at, entry = self._order.get(key), self._parsed.get(key)
-                if at is None or entry is None or entry[1] is None:
-                    break  # created, deleted or now unparseable: the order changes
-                edits[at] = entry[1]
+        if self._policies is None:
+            ordered = sorted((key, obj) for key, (_, obj, _) in self._parsed.items() if obj is not None)
+            self._keys = [key for key, _ in ordered]
+            return tuple(obj for _, obj in ordered)
+        keys, last = self._keys, self._policies[1]
+        edits: dict[tuple[str, str], Policy] = {}
+        moves: list[tuple[tuple[str, str], Policy | None]] = []
+        for key in sorted(dirty):
+            at = bisect_left(keys, key)
+            present = at < len(keys) and keys[at] == key
+            entry = self._parsed.get(key)
+            obj = entry[1] if entry is not None else None
+            if present and obj is not None:
+                edits[key] = obj
+            elif present or obj is not None:
+                moves.append((key, obj))  # deleted or unparseable now / created or parseable again
+        if not moves:
+            return LayeredSeq.over(last, {bisect_left(keys, key): obj for key, obj in edits.items()})
+        items = list(last)
+        for key, obj in moves:
+            at = bisect_left(keys, key)
+            if obj is None:
+                del keys[at], items[at]
             else:
-                return LayeredSeq.over(self._policies[1], edits)
-        ordered = sorted((key, obj) for key, (_, obj, _) in self._parsed.items() if obj is not None)
-        self._order = {key: i for i, (key, _) in enumerate(ordered)}
-        return tuple(obj for _, obj in ordered)
+                keys.insert(at, key)
+                items.insert(at, obj)
+        for key, obj in edits.items():
+            items[bisect_left(keys, key)] = obj
+        return tuple(items)
 
     def _mesh(self, meshes: Mapping[str, Mapping[str, Any]]) -> Mesh | None:
         """The Mesh named ``default`` (others are ignored); an invalid Mesh is left out, so defaults stay in force.
