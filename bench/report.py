@@ -96,7 +96,8 @@ def _kube_incremental_rows(name: str, doc: dict[str, Any]) -> list[str]:
     def fig(r: dict[str, Any]) -> str:
         return (
             f"{r['readiness_flip_s'] * 1000:.1f} ms wall / {r['readiness_flip_cpu_s'] * 1000:.1f} ms CPU (events + "
-            f"snapshot {r['events_and_snapshot_s'] * 1000:.1f} ms, build {r['build_s'] * 1000:.1f} ms)"
+            f"snapshot {r['events_and_snapshot_s'] * 1000:.1f} ms, build {r['build_s'] * 1000:.1f} ms"
+            + (f"; back to back {b * 1000:.2f} ms)" if (b := r.get("readiness_flip_back_to_back_s")) else ")")
         )
 
     rows = []
