@@ -92,6 +92,26 @@ def _incremental_rows(name: str, doc: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _kube_incremental_rows(name: str, doc: dict[str, Any]) -> list[str]:
+    def fig(r: dict[str, Any]) -> str:
+        return (
+            f"{r['readiness_flip_s'] * 1000:.1f} ms wall / {r['readiness_flip_cpu_s'] * 1000:.1f} ms CPU (events + "
+            f"snapshot {r['events_and_snapshot_s'] * 1000:.1f} ms, build {r['build_s'] * 1000:.1f} ms"
+            + (f"; back to back {b * 1000:.2f} ms)" if (b := r.get("readiness_flip_back_to_back_s")) else ")")
+        )
+
+    rows = []
+    for size, row in doc["figures"].items():
+        ours = row["ours"]
+        base = f"; {row['baseline_label']}: {fig(row['baseline'])}" if "baseline" in row else ""
+        rows.append(
+            f"| Kubernetes mode, one pod's readiness flip (watch event -> store snapshot -> build), {size} services "
+            f"({ours['proxies']} proxies) | {fig(ours)}, edge only EDS: {ours['edge_only_eds']}{base} "
+            f"| ≤ 5 ms; flat within 2x | {_src(doc, name)} |"
+        )
+    return rows
+
+
 def _creates(f: dict[str, Any]) -> str:
     """The creates' share, and what followed the last create (with how the bench saw the statuses)."""
     text = f"creates {f['creates_s']:.1f} s"
@@ -233,6 +253,8 @@ def table(docs: dict[str, dict[str, Any]]) -> str:
             lines += _push_rows(name, doc)
         elif bench == "incremental":
             lines += _incremental_rows(name, doc)
+        elif bench == "kube-incremental":
+            lines += _kube_incremental_rows(name, doc)
         elif bench.startswith("apply-preflight"):
             lines += _apply_preflight_rows(name, doc)
         elif bench.startswith("apply"):

@@ -162,3 +162,13 @@ def test_a_pod_without_an_ip_or_being_deleted_is_not_a_proxy() -> None:
     leaving["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
     state, _ = adapt(objects(pods=[pending, leaving, pod("ok")]), [])
     assert sorted(state.workloads) == ["shop/ok"]
+
+
+def test_an_explicit_pod_serving_only_a_services_second_port_is_an_instance_without_an_inbound_listener() -> None:
+    svc = service("backend")
+    svc["spec"]["ports"].append({"name": "grpc", "port": 81, "targetPort": 9090})
+    only_grpc = slice_("backend", ["backend-1"], port_name="grpc")
+    state, problems = adapt(objects(services=[svc], endpoint_slices=[only_grpc], pods=[pod("backend-1")]), [])
+    backend = state.services["shop/backend"]
+    assert backend.instances == () and [i.workload for i in backend.other_ports[0].instances] == ["backend-1"]
+    assert state.workloads["shop/backend-1"].inbound == () and problems == []

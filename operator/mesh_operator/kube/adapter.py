@@ -181,13 +181,26 @@ def _service_account(pod: Body) -> str:
     return str((pod.get("spec") or {}).get("serviceAccountName") or "default")
 
 
+def slice_service(slice_: Body) -> str | None:
+    """The key of the Service an EndpointSlice belongs to (its ``kubernetes.io/service-name`` label), if any."""
+    meta = _meta(slice_)
+    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return f"{meta.get('namespace')}/{svc}" if svc else None
+
+
+def slice_pods(slice_: Body) -> frozenset[str]:
+    """The keys of the Pods an EndpointSlice's endpoints refer to (ready or not)."""
+    namespace = _meta(slice_).get("namespace")
+    refs = ((ep.get("targetRef") or {}) for ep in slice_.get("endpoints") or [])
+    return frozenset(f"{r.get('namespace') or namespace}/{r.get('name')}" for r in refs if r.get("kind") == "Pod")
+
+
 def _slices_by_service(slices: Iterable[Body]) -> dict[str, list[Body]]:
     out: dict[str, list[Body]] = {}
     for s in slices:
-        meta = _meta(s)
-        svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        svc = slice_service(s)
         if svc:
-            out.setdefault(f"{meta.get('namespace')}/{svc}", []).append(s)
+            out.setdefault(svc, []).append(s)
     return out
 
 
@@ -203,14 +216,46 @@ def _app_port(slice_: Body, port_name: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class MeshPod:
+    """A Pod in the mesh, as the adapter reads it (parsed once per version of the Pod)."""
+
+    key: str
+    body: Body
+    #: transparent: its traffic is captured
+    captured: bool
+    #: where peers reach its sidecar (explicit mode)
+    inbound_port: int
+    #: what is wrong with its inbound-port annotation
+    problems: tuple[AdaptProblem, ...]
+
+
+def mesh_pod(pod_key: str, pod: Body) -> MeshPod | None:
+    """The Pod as the mesh sees it, None when it is not in the mesh."""
+    if not in_mesh(pod):
+        return None
+    problems: list[AdaptProblem] = []
+    inbound_port = _port_annotation(pod, INBOUND_PORT_ANNOTATION, DEFAULT_INBOUND_PORT, problems)
+    return MeshPod(pod_key, pod, transparent(pod), inbound_port, tuple(problems))
+
+
+def mesh_ports(svc: Body) -> list[Body]:
+    """The ports of a Service the mesh proxies (none for an ExternalName Service). Envoy proxies TCP only: a
+    UDP/SCTP port is not the mesh's (kube-dns serves 53 over UDP and TCP), and a port number is one destination
+    (the first port with it wins)."""
+    spec = svc.get("spec") or {}
+    if spec.get("type") == "ExternalName":
+        return []
+    ports, numbers = [], set()
+    for port in spec.get("ports") or []:
+        if str(port.get("protocol") or "TCP") == "TCP" and port.get("port") not in numbers:
+            numbers.add(port.get("port"))
+            ports.append(port)
+    return ports
+
+
 def _service_port(
-    svc: Body,
-    port: Body,
-    slices: list[Body],
-    mesh_pods: Mapping[str, Body],
-    captured: set[str],
-    inbound_ports: Mapping[str, int],
-    objects: ClusterObjects,
+    svc: Body, port: Body, slices: list[Body], pods: Mapping[str, MeshPod], nodes: Mapping[str, Body]
 ) -> tuple[ServiceInfo, list[tuple[str, int]]]:
     """One port of a Service as a :class:`ServiceInfo` view, and the (pod, app port) pairs that serve it."""
     namespace = str(_meta(svc).get("namespace"))
@@ -222,21 +267,22 @@ def _service_port(
         for ep in s.get("endpoints") or []:
             ref = ep.get("targetRef") or {}
             pod_key = f"{ref.get('namespace') or namespace}/{ref.get('name')}"
-            pod = mesh_pods.get(pod_key) if ref.get("kind") == "Pod" else None
-            if pod is None or not _ready(ep) or pod_key in seen or app_port is None:
+            mp = pods.get(pod_key) if ref.get("kind") == "Pod" else None
+            if mp is None or not _ready(ep) or pod_key in seen or app_port is None:
                 continue
+            pod = mp.body
             address = _pod_ip(pod)
             if not address:
                 continue
             seen.add(pod_key)
-            region, zone = _locality(pod, str(ep.get("zone") or ""), objects.nodes)
+            region, zone = _locality(pod, str(ep.get("zone") or ""), nodes)
             instances.append(
                 InstanceInfo(
                     workload=str(_meta(pod).get("name")),
                     namespace=namespace,
                     address=address,
                     # captured: peers dial the app's port, the pod's iptables hand it to the sidecar
-                    port=app_port if pod_key in captured else inbound_ports[pod_key],
+                    port=app_port if mp.captured else mp.inbound_port,
                     labels=tuple(sorted((_meta(pod).get("labels") or {}).items())),
                     region=region,
                     zone=zone,
@@ -256,85 +302,99 @@ def _service_port(
     return view, served
 
 
-def _serve(
-    serves: dict[str, dict[int, str]], pod_key: str, svc_key: str, app_port: int, *, first_port: bool, captured: bool
-) -> bool:
-    """Record that a pod serves a Service's port. A captured pod's sidecar serves every app port (for the first
-    Service, by name, that has it); an explicit-mode sidecar has one inbound port: the first port of the first
-    Service. False: an explicit-mode pod that serves another Service already."""
-    pod_ports = serves.setdefault(pod_key, {})
-    if captured:
-        pod_ports.setdefault(app_port, svc_key)
-    elif not pod_ports and first_port:
-        pod_ports[app_port] = svc_key
-    elif first_port and svc_key not in pod_ports.values():
-        return False
-    return True
+#: (port index, pod key, app port): a pod serving one port of a Service
+Served = tuple[int, str, int]
+
+
+def adapt_service(
+    svc: Body, slices: list[Body], pods: Mapping[str, MeshPod], nodes: Mapping[str, Body]
+) -> tuple[ServiceInfo, tuple[Served, ...]] | None:
+    """A Service (``slices``: its EndpointSlices, by key) as a mesh service, and the pods that serve its ports,
+    port by port; None when it is not the mesh's (no TCP port, ExternalName)."""
+    ports = mesh_ports(svc)
+    if not ports:
+        return None
+    views = [_service_port(svc, port, slices, pods, nodes) for port in ports]
+    served = tuple((n, pod_key, app_port) for n, (_, pairs) in enumerate(views) for pod_key, app_port in pairs)
+    return replace(views[0][0], other_ports=tuple(v for v, _ in views[1:])), served
+
+
+def _serves(mp: MeshPod, serving: Iterable[tuple[str, int, int]]) -> tuple[dict[int, str], list[AdaptProblem]]:
+    """App port -> the Service the pod's sidecar serves on it, from the (service, port index, app port) it
+    serves, by service key. A captured pod's sidecar serves every app port (for the first Service, by name, that
+    has it); an explicit-mode sidecar has one inbound port: the first port of the first Service (a problem for
+    each other Service whose first port it serves)."""
+    ports: dict[int, str] = {}
+    problems: list[AdaptProblem] = []
+    for svc_key, n, app_port in serving:
+        if mp.captured:
+            ports.setdefault(app_port, svc_key)
+        elif n == 0 and not ports:
+            ports[app_port] = svc_key
+        elif n == 0 and svc_key not in ports.values():
+            first = next(iter(ports.values()))
+            problems.append(AdaptProblem(f"Pod {mp.key}", f"serves {first} already; {svc_key} not inbound"))
+    return ports, problems
+
+
+def adapt_workload(
+    mp: MeshPod, serving: Iterable[tuple[str, int, int]], nodes: Mapping[str, Body]
+) -> tuple[WorkloadInfo | None, list[AdaptProblem]]:
+    """A mesh pod as a proxy (``serving``: see :func:`_serves`), None when it has no IP yet, and what is wrong
+    with it."""
+    ports, serve_problems = _serves(mp, serving)
+    problems = [*mp.problems, *serve_problems]
+    pod = mp.body
+    address = _pod_ip(pod)
+    if not address:
+        return None, problems  # not scheduled yet: no sidecar to serve
+    namespace = str(_meta(pod).get("namespace"))
+    region, zone = _locality(pod, "", nodes)
+    inbound: tuple[InboundInfo, ...] = ()
+    if mp.captured:
+        inbound = tuple(
+            InboundInfo(svc_key, "0.0.0.0", app_port, "127.0.0.1", app_port)
+            for app_port, svc_key in sorted(ports.items())
+        )
+    elif ports:
+        app_port, svc_key = next(iter(ports.items()))
+        inbound = (InboundInfo(svc_key, address, mp.inbound_port, "127.0.0.1", app_port),)
+    workload = WorkloadInfo(
+        namespace=namespace,
+        name=str(_meta(pod).get("name")),
+        service_account=_service_account(pod),
+        region=region,
+        zone=zone,
+        inbound=inbound,
+        upstreams=_upstreams(pod, namespace, problems),
+        admin_port=_port_annotation(pod, ADMIN_PORT_ANNOTATION, DEFAULT_ADMIN_PORT, problems),
+        transparent=mp.captured,
+    )
+    return workload, problems
 
 
 def adapt(
     objects: ClusterObjects, policies: Iterable[Policy], mesh: Mesh | None = None
 ) -> tuple[MeshState, list[AdaptProblem]]:
-    """The MeshState of the cluster, and what could not be used (with the object it is about)."""
-    problems: list[AdaptProblem] = []
-    mesh_pods = {k: p for k, p in objects.pods.items() if in_mesh(p)}
+    """The MeshState of the cluster, and what could not be used (with the object it is about; by Pod key).
+    The reference: :mod:`mesh_operator.kube.adapt_delta` re-derives only what a change affects, to the same."""
+    pods = {k: mp for k, p in objects.pods.items() if (mp := mesh_pod(k, p)) is not None}
     slices = _slices_by_service(objects.endpoint_slices[k] for k in sorted(objects.endpoint_slices))
     services: dict[str, ServiceInfo] = {}
-    #: pod key -> app port -> the (first, by name) service it serves on that port
-    serves: dict[str, dict[int, str]] = {}
-    captured = {k for k, p in mesh_pods.items() if transparent(p)}
-    inbound_ports = {
-        k: _port_annotation(p, INBOUND_PORT_ANNOTATION, DEFAULT_INBOUND_PORT, problems) for k, p in mesh_pods.items()
-    }
+    #: pod key -> (service, port index, app port) it serves, by service key
+    serving: dict[str, list[tuple[str, int, int]]] = {}
     for svc_key in sorted(objects.services):
-        svc = objects.services[svc_key]
-        spec = svc.get("spec") or {}
-        # Envoy proxies TCP only: a UDP/SCTP port is not the mesh's (kube-dns serves 53 over UDP and TCP), and a
-        # port number is one destination (the first port with it wins).
-        ports, numbers = [], set()
-        for port in spec.get("ports") or []:
-            if str(port.get("protocol") or "TCP") == "TCP" and port.get("port") not in numbers:
-                numbers.add(port.get("port"))
-                ports.append(port)
-        if not ports or spec.get("type") == "ExternalName":
+        adapted = adapt_service(objects.services[svc_key], slices.get(svc_key, []), pods, objects.nodes)
+        if adapted is None:
             continue
-        views = [
-            _service_port(svc, port, slices.get(svc_key, []), mesh_pods, captured, inbound_ports, objects)
-            for port in ports
-        ]
-        services[svc_key] = replace(views[0][0], other_ports=tuple(v for v, _ in views[1:]))
-        for n, (_, served) in enumerate(views):
-            for pod_key, app_port in served:
-                if not _serve(serves, pod_key, svc_key, app_port, first_port=n == 0, captured=pod_key in captured):
-                    first = next(iter(serves[pod_key].values()))
-                    problems.append(AdaptProblem(f"Pod {pod_key}", f"serves {first} already; {svc_key} not inbound"))
+        services[svc_key], served = adapted
+        for n, pod_key, app_port in served:
+            serving.setdefault(pod_key, []).append((svc_key, n, app_port))
     workloads: dict[str, WorkloadInfo] = {}
-    for pod_key in sorted(mesh_pods):
-        pod = mesh_pods[pod_key]
-        address = _pod_ip(pod)
-        if not address:
-            continue  # not scheduled yet: no sidecar to serve
-        namespace = str(_meta(pod).get("namespace"))
-        region, zone = _locality(pod, "", objects.nodes)
-        inbound: tuple[InboundInfo, ...] = ()
-        if pod_key in serves:
-            if pod_key in captured:
-                inbound = tuple(
-                    InboundInfo(svc_key, "0.0.0.0", app_port, "127.0.0.1", app_port)
-                    for app_port, svc_key in sorted(serves[pod_key].items())
-                )
-            else:
-                app_port, svc_key = next(iter(serves[pod_key].items()))
-                inbound = (InboundInfo(svc_key, address, inbound_ports[pod_key], "127.0.0.1", app_port),)
-        workloads[pod_key] = WorkloadInfo(
-            namespace=namespace,
-            name=str(_meta(pod).get("name")),
-            service_account=_service_account(pod),
-            region=region,
-            zone=zone,
-            inbound=inbound,
-            upstreams=_upstreams(pod, namespace, problems),
-            admin_port=_port_annotation(pod, ADMIN_PORT_ANNOTATION, DEFAULT_ADMIN_PORT, problems),
-            transparent=pod_key in captured,
-        )
+    problems: list[AdaptProblem] = []
+    for pod_key in sorted(pods):
+        workload, found = adapt_workload(pods[pod_key], serving.get(pod_key, ()), objects.nodes)
+        problems += found
+        if workload is not None:
+            workloads[pod_key] = workload
     return MeshState(mesh or default_mesh(), services, workloads, tuple(policies)), problems

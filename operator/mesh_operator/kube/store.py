@@ -8,15 +8,17 @@ own objects (our status writes coming back through the watch) are recorded but d
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh_operator.api import CRD_KINDS, Mesh
 from mesh_operator.crdgen import plural as plural_of
-from mesh_operator.kube.adapter import AdaptProblem, ClusterObjects, adapt
+from mesh_operator.kube.adapt_delta import DeltaAdapter
+from mesh_operator.kube.adapter import AdaptProblem, ClusterObjects
 from mesh_operator.translate import MeshState, PolicyKey
-from mesh_operator.translate.state import Policy
+from mesh_operator.translate.state import Policy, default_mesh
 from mesh_operator.validation import validate_document
 from mesh_operator.validation.violations import Violation
 from xds_server.layered import LayeredSeq
@@ -77,17 +79,23 @@ class Store:
         self._mesh_cache: tuple[tuple[Any, Any], Mesh | None] | None = None
         #: changes that need a translation, ever (tests and benchmarks read it)
         self.changes = 0
-        #: bumped by every change of a Service, EndpointSlice, Pod or Node / of a policy: a snapshot adapts the
-        #: cluster objects again only when they changed, and hands the translator the very same services,
-        #: workloads and policy tuple otherwise (what makes its O(changed) path cheap)
-        self._core_generation = 0
+        #: kind -> the keys of the Services, EndpointSlices, Pods and Nodes changed since the last snapshot: it
+        #: re-adapts only what depends on them (mesh_operator.kube.adapt_delta) and hands the translator the
+        #: services and workloads layered on the last ones, the very same objects where nothing changed (what
+        #: makes its O(changed) path cheap). None: nothing adapted yet (the first snapshot adapts everything).
+        self._dirty_core: dict[str, set[str]] = {kind: set() for kind in CORE_KINDS}
+        self._delta: DeltaAdapter | None = None
+        #: held by a snapshot while it adapts (the delta adapter is not for two at once)
+        self._adapt_lock = threading.Lock()
+        #: bumped by every change of a policy: the policy tuple is made again only then
         self._policy_generation = 0
-        self._adapted: tuple[int, Mesh | None, MeshState, list[AdaptProblem]] | None = None
         self._policies: tuple[int, Sequence[Policy]] | None = None
-        #: (kind, key) -> its position in the last policy tuple, and the policies changed since it was made: a
-        #: snapshot after edits of existing policies hands the tuple with those positions replaced (a LayeredSeq:
-        #: the translator reads the delta off it); a policy created, deleted or unparseable re-sorts them all
-        self._order: dict[tuple[str, str], int] = {}
+        #: the (kind, key) of each policy of the last policy tuple, in its order (sorted), and the policies changed
+        #: since it was made: a snapshot after edits of existing policies hands the tuple with those positions
+        #: replaced (a LayeredSeq: the translator reads the delta off it); one after policies were created,
+        #: deleted or became unparseable, the last tuple with those inserted or removed in place (found by
+        #: bisection; the translator finds the changed span by identity)
+        self._keys: list[tuple[str, str]] = []
         self._dirty_policies: set[tuple[str, str]] = set()
         #: every policy object's record, kept current by each upsert/delete: the status writer reads them every
         #: round and each snapshot carries them, so they are not rebuilt from the bodies each time (O(changed))
@@ -143,7 +151,7 @@ class Store:
         self._tombstones.pop((kind, k), None)
         if kind not in POLICY_KINDS and kind != "Mesh":
             if kind in CORE_KINDS:
-                self._core_generation += 1
+                self._dirty_core[kind].add(k)
             return True
         relevant = previous is None or _generation(previous) != _generation(body)
         if relevant and kind in POLICY_KINDS:
@@ -164,7 +172,7 @@ class Store:
         if version is not None:
             self._tombstones[(kind, k)] = version
         if gone is not None and kind in CORE_KINDS:
-            self._core_generation += 1
+            self._dirty_core[kind].add(k)
         if gone is not None and kind in POLICY_KINDS:
             self._policy_generation += 1
             self._dirty_policies.add((kind, k))
@@ -218,44 +226,68 @@ class Store:
             return dict(self._records)
 
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            core_generation, policy_generation = self._core_generation, self._policy_generation
-            adapted = self._adapted
-            objects = None
-            if adapted is None or adapted[0] != core_generation:
-                objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
-            meshes = dict(self._objects["Mesh"])
-            records = dict(self._records)
-            if self._policies is None or self._policies[0] != policy_generation:
-                self._policies = (policy_generation, self._policy_tuple_locked())
-        policies = self._policies[1]
-        mesh = self._mesh(meshes)
-        if objects is not None or adapted is None or adapted[1] is not mesh:
-            state, problems = adapt(objects or self._core_objects(), (), mesh)
-            adapted = self._adapted = (core_generation, mesh, state, problems)
-        state = replace(adapted[2], policies=policies)
-        return Snapshot(state, list(adapted[3]), records)
+        """The MeshState of everything stored now. Only what the core objects changed since the last snapshot
+        affects is adapted again (under the lock: O(changed)); the first one adapts every object (from a copy,
+        outside the lock)."""
+        with self._adapt_lock:
+            with self._lock:
+                changed, self._dirty_core = self._dirty_core, {kind: set() for kind in CORE_KINDS}
+                objects = None
+                if self._delta is None:
+                    objects = ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
+                elif any(changed.values()):
+                    live = ClusterObjects(**{f: self._objects[kind] for kind, f in CORE_KINDS.items()})
+                    try:
+                        self._delta.apply(live, changed)
+                    except BaseException:
+                        self._delta = None  # half applied: the next snapshot adapts everything again
+                        raise
+                meshes = dict(self._objects["Mesh"])
+                records = dict(self._records)
+                if self._policies is None or self._policies[0] != self._policy_generation:
+                    self._policies = (self._policy_generation, self._policy_tuple_locked())
+                policies = self._policies[1]
+            if objects is not None:
+                self._delta = DeltaAdapter.of(objects)
+            delta = self._delta
+            assert delta is not None
+            state = MeshState(self._mesh(meshes) or default_mesh(), delta.services, delta.workloads, policies)
+            return Snapshot(state, delta.problems(), records)
 
     def _policy_tuple_locked(self) -> Sequence[Policy]:
         """Every parsed policy, sorted by (kind, key): the last tuple with the edited positions replaced when only
-        existing policies were edited (O(changed)), else sorted afresh."""
+        existing policies were edited, with the created ones inserted and the deleted (or now unparseable) ones
+        removed in place otherwise (O(changed) in Python, a copy of the tuple in C); sorted afresh the first time."""
         dirty, self._dirty_policies = self._dirty_policies, set()
-        if self._policies is not None:
-            edits: dict[int, Policy] = {}
-            for key in dirty:
-                at, entry = self._order.get(key), self._parsed.get(key)
-                if at is None or entry is None or entry[1] is None:
-                    break  # created, deleted or now unparseable: the order changes
-                edits[at] = entry[1]
+        if self._policies is None:
+            ordered = sorted((key, obj) for key, (_, obj, _) in self._parsed.items() if obj is not None)
+            self._keys = [key for key, _ in ordered]
+            return tuple(obj for _, obj in ordered)
+        keys, last = self._keys, self._policies[1]
+        edits: dict[tuple[str, str], Policy] = {}
+        moves: list[tuple[tuple[str, str], Policy | None]] = []
+        for key in sorted(dirty):
+            at = bisect_left(keys, key)
+            present = at < len(keys) and keys[at] == key
+            entry = self._parsed.get(key)
+            obj = entry[1] if entry is not None else None
+            if present and obj is not None:
+                edits[key] = obj
+            elif present or obj is not None:
+                moves.append((key, obj))  # deleted or unparseable now / created or parseable again
+        if not moves:
+            return LayeredSeq.over(last, {bisect_left(keys, key): obj for key, obj in edits.items()})
+        items = list(last)
+        for key, obj in moves:
+            at = bisect_left(keys, key)
+            if obj is None:
+                del keys[at], items[at]
             else:
-                return LayeredSeq.over(self._policies[1], edits)
-        ordered = sorted((key, obj) for key, (_, obj, _) in self._parsed.items() if obj is not None)
-        self._order = {key: i for i, (key, _) in enumerate(ordered)}
-        return tuple(obj for _, obj in ordered)
-
-    def _core_objects(self) -> ClusterObjects:
-        with self._lock:
-            return ClusterObjects(**{f: dict(self._objects[kind]) for kind, f in CORE_KINDS.items()})
+                keys.insert(at, key)
+                items.insert(at, obj)
+        for key, obj in edits.items():
+            items[bisect_left(keys, key)] = obj
+        return tuple(items)
 
     def _mesh(self, meshes: Mapping[str, Mapping[str, Any]]) -> Mesh | None:
         """The Mesh named ``default`` (others are ignored); an invalid Mesh is left out, so defaults stay in force.
