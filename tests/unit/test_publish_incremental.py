@@ -74,9 +74,7 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
         if action == "policy":
             i = rng.randrange(6)
             slot = next(
-                n
-                for n, p in enumerate(state.policies)
-                if p.kind == "TrafficPolicy" and p.metadata.name == f"svc-{i}"
+                n for n, p in enumerate(state.policies) if p.kind == "TrafficPolicy" and p.metadata.name == f"svc-{i}"
             )
             generation += 1
             edited = bench_mesh.traffic_policy(i, 2, generation=generation)
@@ -84,9 +82,11 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
         elif action == "endpoints":
             key = f"bench/svc-{rng.randrange(6)}"
             svc = state.services[key]
-            instances = svc.instances[:1] if len(svc.instances) > 1 else state_from_objects(
-                bench_mesh.build_objects(6, 2)
-            ).services[key].instances
+            instances = (
+                svc.instances[:1]
+                if len(svc.instances) > 1
+                else state_from_objects(bench_mesh.build_objects(6, 2)).services[key].instances
+            )
             state = replace(state, services=Layered.over(state.services, {key: replace(svc, instances=instances)}))
         elif action == "proxy":  # a pod goes away or comes back
             node = rng.choice(sorted(all_workloads))
