@@ -66,7 +66,7 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
     issuer = store.load_or_create(tmp_path / "ca", "cluster.local")
     plane = ControlPlane(CertificateManager(issuer, leaf_ttl=timedelta(hours=24)))
     state = state_from_objects(bench_mesh.build_objects(6, 2))
-    all_workloads = dict(state.workloads)
+    all_workloads, all_services = dict(state.workloads), dict(state.services)
     generation = 2
     walked_fewer = 0
     for _ in range(40):
@@ -82,11 +82,7 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
         elif action == "endpoints":
             key = f"bench/svc-{rng.randrange(6)}"
             svc = state.services[key]
-            instances = (
-                svc.instances[:1]
-                if len(svc.instances) > 1
-                else state_from_objects(bench_mesh.build_objects(6, 2)).services[key].instances
-            )
+            instances = svc.instances[:1] if len(svc.instances) > 1 else all_services[key].instances
             state = replace(state, services=Layered.over(state.services, {key: replace(svc, instances=instances)}))
         elif action == "proxy":  # a pod goes away or comes back
             node = rng.choice(sorted(all_workloads))
