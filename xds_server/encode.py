@@ -236,6 +236,23 @@ def _fusable(cls: type | None, depth: int) -> bool:
     )
 
 
+_APPENDS: Final = re.compile(r"(?<![.\w])a\(")
+
+
+def _body(fields: list[str]) -> list[str]:
+    """A message's field blocks with their output list ``out`` around them: ``a`` (its bound ``append``) only
+    where a block uses it, and the ``_unknown_fields`` (set by ``Message.__post_init__`` and by ``new()``, nearly
+    always ``b""``) only appended when there are some: no call and no join element per message for nothing."""
+    uses_a = any(_APPENDS.search(ln) for ln in fields)
+    return [
+        "out = []",
+        *(["a = out.append"] if uses_a else []),
+        *fields,
+        "if d['_unknown_fields']:",
+        "    out.append(d['_unknown_fields'])",
+    ]
+
+
 def _renamed(line: str, names: dict[str, str]) -> str:
     return _TOKEN.sub(lambda m: names.get(m.group(), m.group()), line)
 
@@ -253,10 +270,7 @@ def _fused_lines(cls: type, src: str, env: dict[str, Any], depth: int) -> list[s
     return [
         f"if type({src}) is FX{j}:",
         f"    d_{j} = {src}.__dict__",
-        f"    out_{j} = []",
-        f"    a_{j} = out_{j}.append",
-        *["    " + _renamed(ln, names) for ln in lines],
-        f"    a_{j}(d_{j}['_unknown_fields'])",
+        *["    " + _renamed(ln, names) for ln in _body(lines)],
         f"    b = b''.join(out_{j})",
         "else:",
         f"    b = {_enc(src, cls)}",
@@ -374,10 +388,10 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
         "SB": _SHARED.get,
     }
     plan = _PLANS.get(cls) or _plan(cls)
-    full = ["out = []", "a = out.append"]
+    fields: list[str] = []
     for i, f in enumerate(plan):
-        full += _field_lines(f, i, env)
-    full += ["a(d['_unknown_fields'])", "return b''.join(out)"]  # set by Message.__post_init__ and by new()
+        fields += _field_lines(f, i, env)
+    full = [*_body(fields), "return b''.join(out)"]
     memo = _memo_lines(cls, plan, env)
     if memo is not None:
         source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)
