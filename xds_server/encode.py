@@ -222,7 +222,7 @@ def _wrapped_memo() -> dict[Any, bytes]:
 _FUSE_FIELDS: Final = 24
 _FUSE_DEPTH: Final = 2
 _FUSED = itertools.count()
-_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "vb", "e", "sh", "s", "sb"})
+_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "kp", "vb", "e", "sh", "s", "sb"})
 # a quoted field name or proto type (kept), or a name that is not an attribute nor the b of b''
 _TOKEN: Final = re.compile(r"'[^']*'|(?<![.\w])[A-Za-z_]\w*(?![\w'])")
 
@@ -293,23 +293,32 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
             vunwrap = f"VU{i}"
             env[vunwrap] = vun
             env[f"WM{vunwrap}"] = _wrapped_memo()
+        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
+        prefixed = kk == _STRING and vk >= _STRING
+        if prefixed:  # string keys repeat ("meshwork.io", "service", ...): their entry's head is memoized
+            env[f"KP{i}"] = _wrapped_memo()
+            keys = [
+                f"kp = KP{i}.get(k)",
+                "if kp is None:",
+                *["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")],
+                f"    kp = {kpart} + VK{i}",
+                f"    if len(KP{i}) < 4096:",
+                f"        KP{i}[k] = kp",
+            ]
+        else:
+            keys = _payload_lines(kk, kt, None, "k", "kb")
+        block = ["for k, x in v.items():", *["    " + ln for ln in keys]]
         if vk == _MESSAGE and vunwrap is None and f.msg_cls is Value:
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _VALUE_LINES]
             env.update(_value_env())
         elif vk == _MESSAGE and vunwrap is None and _fusable(f.msg_cls, depth):  # a Metadata's Structs
             assert f.msg_cls is not None
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in [*_fused_lines(f.msg_cls, "x", env, depth), "vb = b"]]
         else:
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb", f.msg_cls)]
-        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
         vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
-        block += [f"    e = {kpart} + {vpart}", f"    out += ({key}, {_length('e')}, e)"]
+        entry = f"kp + {_length('vb')} + vb" if prefixed else f"{kpart} + {vpart}"
+        block += [f"    e = {entry}", f"    out += ({key}, {_length('e')}, e)"]
     elif f.kind == _MESSAGE and f.unwrap is None and _fusable(f.msg_cls, depth):
         assert f.msg_cls is not None
         src = "x" if f.repeated else "v"

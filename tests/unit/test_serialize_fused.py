@@ -79,3 +79,15 @@ def test_unknown_fields_of_a_message_its_fused_child_and_a_memoized_child_are_ke
             target._unknown_fields = unknown
         assert encode.encode(cla) == bytes(cla)
         assert (unknown in encode.encode(cla)) is (target is not None)
+
+
+def test_map_entries_with_repeated_non_ascii_and_more_distinct_keys_than_the_key_memo_holds_keep_their_bytes() -> None:
+    encode.clear_memos()
+    keys = ["meshwork.io", "service", "é" * 70, "", *(f"k{i}" for i in range(5000))]  # 5000 > the 4096 memoized
+    for round_ in range(2):  # cold, then with the keys' entry heads memoized
+        for n, key in enumerate(keys):
+            value = new(Value, string_value=f"{key}-{round_}") if n % 3 else new(Value, number_value=n)
+            struct = new(Struct, fields={key: value, "service": new(Value, string_value="s" * 130)})
+            meta = new(Metadata, filter_metadata={key: struct})
+            assert encode.encode(meta) == bytes(meta)
+            assert encode.encode(struct) == bytes(struct)
