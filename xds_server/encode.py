@@ -222,7 +222,7 @@ def _wrapped_memo() -> dict[Any, bytes]:
 _FUSE_FIELDS: Final = 24
 _FUSE_DEPTH: Final = 2
 _FUSED = itertools.count()
-_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "vb", "e", "sh", "s", "sb"})
+_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "kp", "vb", "e", "sh", "s", "sb"})
 # a quoted field name or proto type (kept), or a name that is not an attribute nor the b of b''
 _TOKEN: Final = re.compile(r"'[^']*'|(?<![.\w])[A-Za-z_]\w*(?![\w'])")
 
@@ -234,6 +234,23 @@ def _fusable(cls: type | None, depth: int) -> bool:
     return len(plan) <= _FUSE_FIELDS and any(
         (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or _is_message_map(f) for f in plan
     )
+
+
+_APPENDS: Final = re.compile(r"(?<![.\w])a\(")
+
+
+def _body(fields: list[str]) -> list[str]:
+    """A message's field blocks with their output list ``out`` around them: ``a`` (its bound ``append``) only
+    where a block uses it, and the ``_unknown_fields`` (set by ``Message.__post_init__`` and by ``new()``, nearly
+    always ``b""``) only appended when there are some: no call and no join element per message for nothing."""
+    uses_a = any(_APPENDS.search(ln) for ln in fields)
+    return [
+        "out = []",
+        *(["a = out.append"] if uses_a else []),
+        *fields,
+        "if d['_unknown_fields']:",
+        "    out.append(d['_unknown_fields'])",
+    ]
 
 
 def _renamed(line: str, names: dict[str, str]) -> str:
@@ -253,10 +270,7 @@ def _fused_lines(cls: type, src: str, env: dict[str, Any], depth: int) -> list[s
     return [
         f"if type({src}) is FX{j}:",
         f"    d_{j} = {src}.__dict__",
-        f"    out_{j} = []",
-        f"    a_{j} = out_{j}.append",
-        *["    " + _renamed(ln, names) for ln in lines],
-        f"    a_{j}(d_{j}['_unknown_fields'])",
+        *["    " + _renamed(ln, names) for ln in _body(lines)],
         f"    b = b''.join(out_{j})",
         "else:",
         f"    b = {_enc(src, cls)}",
@@ -279,23 +293,32 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
             vunwrap = f"VU{i}"
             env[vunwrap] = vun
             env[f"WM{vunwrap}"] = _wrapped_memo()
+        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
+        prefixed = kk == _STRING and vk >= _STRING
+        if prefixed:  # string keys repeat ("meshwork.io", "service", ...): their entry's head is memoized
+            env[f"KP{i}"] = _wrapped_memo()
+            keys = [
+                f"kp = KP{i}.get(k)",
+                "if kp is None:",
+                *["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")],
+                f"    kp = {kpart} + VK{i}",
+                f"    if len(KP{i}) < 4096:",
+                f"        KP{i}[k] = kp",
+            ]
+        else:
+            keys = _payload_lines(kk, kt, None, "k", "kb")
+        block = ["for k, x in v.items():", *["    " + ln for ln in keys]]
         if vk == _MESSAGE and vunwrap is None and f.msg_cls is Value:
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _VALUE_LINES]
             env.update(_value_env())
         elif vk == _MESSAGE and vunwrap is None and _fusable(f.msg_cls, depth):  # a Metadata's Structs
             assert f.msg_cls is not None
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in [*_fused_lines(f.msg_cls, "x", env, depth), "vb = b"]]
         else:
-            block = ["for k, x in v.items():"]
-            block += ["    " + ln for ln in _payload_lines(kk, kt, None, "k", "kb")]
             block += ["    " + ln for ln in _payload_lines(vk, vt, vunwrap, "x", "vb", f.msg_cls)]
-        kpart = f"KK{i} + {_length('kb')} + kb" if kk >= _STRING else f"KK{i} + kb"
         vpart = f"VK{i} + {_length('vb')} + vb" if vk >= _STRING else f"VK{i} + vb"
-        block += [f"    e = {kpart} + {vpart}", f"    out += ({key}, {_length('e')}, e)"]
+        entry = f"kp + {_length('vb')} + vb" if prefixed else f"{kpart} + {vpart}"
+        block += [f"    e = {entry}", f"    out += ({key}, {_length('e')}, e)"]
     elif f.kind == _MESSAGE and f.unwrap is None and _fusable(f.msg_cls, depth):
         assert f.msg_cls is not None
         src = "x" if f.repeated else "v"
@@ -374,10 +397,10 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
         "SB": _SHARED.get,
     }
     plan = _PLANS.get(cls) or _plan(cls)
-    full = ["out = []", "a = out.append"]
+    fields: list[str] = []
     for i, f in enumerate(plan):
-        full += _field_lines(f, i, env)
-    full += ["a(d['_unknown_fields'])", "return b''.join(out)"]  # set by Message.__post_init__ and by new()
+        fields += _field_lines(f, i, env)
+    full = [*_body(fields), "return b''.join(out)"]
     memo = _memo_lines(cls, plan, env)
     if memo is not None:
         source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)

@@ -5,8 +5,8 @@ when a value is not what the fast path expects and after a child class gets its 
 from __future__ import annotations
 
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterEdsClusterConfig
-from envoy_data_plane.envoy.config.core.v3 import Metadata
-from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
+from envoy_data_plane.envoy.config.core.v3 import Address, Metadata, SocketAddress
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints
 from envoy_data_plane.google.protobuf import ListValue, Struct, Value
 
 from tests.unit import ir_samples as s
@@ -64,3 +64,30 @@ def test_struct_values_other_than_one_plain_string_take_the_values_own_encoder()
         assert encode.encode(struct) == bytes(struct)
         meta = new(Metadata, filter_metadata={"meshwork.io": struct})
         assert encode.encode(meta) == bytes(meta)
+
+
+def test_unknown_fields_of_a_message_its_fused_child_and_a_memoized_child_are_kept_after_their_known_fields() -> None:
+    unknown = b"\xb8\x3e\x01"  # field 999, varint 1: no field of these messages
+    encode.clear_memos()
+    for where in ("message", "fused child", "memoized child", "nowhere"):
+        socket = new(SocketAddress, address="10.0.0.1", port_value=8080)
+        address = new(Address, socket_address=socket)
+        lb = new(LbEndpoint, endpoint=new(Endpoint, address=address))
+        cla = new(ClusterLoadAssignment, cluster_name="c", endpoints=[new(LocalityLbEndpoints, lb_endpoints=[lb])])
+        target = {"message": cla, "fused child": cla.endpoints[0], "memoized child": socket}.get(where)
+        if target is not None:
+            target._unknown_fields = unknown
+        assert encode.encode(cla) == bytes(cla)
+        assert (unknown in encode.encode(cla)) is (target is not None)
+
+
+def test_map_entries_with_repeated_non_ascii_and_more_distinct_keys_than_the_key_memo_holds_keep_their_bytes() -> None:
+    encode.clear_memos()
+    keys = ["meshwork.io", "service", "é" * 70, "", *(f"k{i}" for i in range(5000))]  # 5000 > the 4096 memoized
+    for round_ in range(2):  # cold, then with the keys' entry heads memoized
+        for n, key in enumerate(keys):
+            value = new(Value, string_value=f"{key}-{round_}") if n % 3 else new(Value, number_value=n)
+            struct = new(Struct, fields={key: value, "service": new(Value, string_value="s" * 130)})
+            meta = new(Metadata, filter_metadata={key: struct})
+            assert encode.encode(meta) == bytes(meta)
+            assert encode.encode(struct) == bytes(struct)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from tests.unit import ir_samples as s
-from xds_server import encode
+from xds_server import encode, ir
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xds_server.translate import clear_caches, snapshot_of_proxy, translate_proxy
+from xds_server.translate.route import retry_policy
 
 
 def _tops(cfg: object) -> list[object]:
@@ -100,3 +101,17 @@ def test_a_value_of_minus_zero_after_one_of_zero_encodes_to_its_own_bytes() -> N
     zero, minus_zero = new(Value, number_value=0.0), new(Value, number_value=-0.0)
     assert encode.encode(zero) == bytes(zero)
     assert encode.encode(minus_zero) == bytes(minus_zero) != bytes(zero)
+
+
+def test_services_with_the_same_retry_policy_share_one_retry_message_and_a_different_policy_gets_its_own() -> None:
+    clear_caches()
+    a = ir.Retry(attempts=2, retry_on=("5xx", "reset"), provenance=ir.Provenance("RetryPolicy", "ns", "a", 1))
+    b = ir.Retry(attempts=2, retry_on=("5xx", "reset"), provenance=ir.Provenance("RetryPolicy", "ns", "b", 7))
+    c = ir.Retry(attempts=3, retry_on=("5xx", "reset"), retriable_status_codes=(503,))
+    assert retry_policy(a) is retry_policy(b)  # provenance is not in the message: one object, encoded once
+    assert retry_policy(c) is not retry_policy(a)
+    assert bytes(retry_policy(c)) == encode.encode(retry_policy(c)) != encode.encode(retry_policy(a))
+    assert retry_policy(c).retry_on == "5xx,reset,retriable-status-codes"
+    tops = _tops(s.mesh_of(6, 3))
+    assert [encode.encode(m) for m in tops] == [bytes(m) for m in tops]  # type: ignore[arg-type, call-overload]
+    assert encode.stale_shared() == []

@@ -64,23 +64,39 @@ def hash_policy(h: ir.HashPolicy) -> RouteActionHashPolicy:
 
 
 def retry_policy(r: ir.Retry) -> RetryPolicy:
-    retry_on = list(r.retry_on)
-    if r.retriable_status_codes and "retriable-status-codes" not in retry_on:
+    """Shared (never mutate it): one object per distinct policy content, whatever its provenance (every service's
+    ``RetryPolicy`` of the same attempts and conditions is one message, serialized once)."""
+    return _retry_policy(
+        r.attempts, r.retry_on, r.retriable_status_codes, r.per_try_timeout_ms, r.backoff_base_ms, r.backoff_max_ms
+    )
+
+
+@shared(4_096)
+def _retry_policy(
+    attempts: int,
+    conditions: tuple[str, ...],
+    status_codes: tuple[int, ...],
+    per_try_timeout_ms: int | None,
+    backoff_base_ms: int | None,
+    backoff_max_ms: int | None,
+) -> RetryPolicy:
+    retry_on = list(conditions)
+    if status_codes and "retriable-status-codes" not in retry_on:
         retry_on.append("retriable-status-codes")
     back_off = None
-    if r.backoff_base_ms is not None:
+    if backoff_base_ms is not None:
         back_off = new(
             RetryPolicyRetryBackOff,
-            base_interval=ms(r.backoff_base_ms),
-            max_interval=ms(r.backoff_max_ms) if r.backoff_max_ms is not None else None,
+            base_interval=ms(backoff_base_ms),
+            max_interval=ms(backoff_max_ms) if backoff_max_ms is not None else None,
         )
     return new(
         RetryPolicy,
         retry_on=",".join(retry_on),
-        num_retries=r.attempts,
-        per_try_timeout=ms(r.per_try_timeout_ms) if r.per_try_timeout_ms is not None else None,
+        num_retries=attempts,
+        per_try_timeout=ms(per_try_timeout_ms) if per_try_timeout_ms is not None else None,
         retry_back_off=back_off,
-        retriable_status_codes=list(r.retriable_status_codes),
+        retriable_status_codes=list(status_codes),
     )
 
 
