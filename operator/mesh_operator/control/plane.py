@@ -178,10 +178,18 @@ class ControlPlane:
         failed = published.failed
         problems: list[str] = list(self._source_problems)
         # What is now in force becomes the fallback of a later bad version; verdicts on old versions are dropped.
-        present = self._incremental.translator.current(state).keys() | {
-            PolicyKey(r.kind, r.namespace, r.name) for r in state.refused
-        }
-        self._last_good = {k: p for k, p in {**self._last_good, **translated.in_force}.items() if k in present}
+        current = self._incremental.translator.current(state)
+        refused = {PolicyKey(r.kind, r.namespace, r.name) for r in state.refused}
+        changed = self._incremental.translator.take_in_force_changes()
+        if changed is None:
+            present = current.keys() | refused
+            self._last_good = {k: p for k, p in {**self._last_good, **translated.in_force}.items() if k in present}
+        else:  # the same, for the policies the translation re-resolved (O(changed)); the others are as they were
+            for k in changed:
+                if k in translated.in_force:
+                    self._last_good[k] = translated.in_force[k]
+                elif k not in current and k not in refused:
+                    self._last_good.pop(k, None)
         self._rejected = built.rejected
         problems += [f"proxy {node}: {why}" for node, why in sorted(failed.items())]
         for problem in problems:

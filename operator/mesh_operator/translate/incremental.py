@@ -70,10 +70,14 @@ class Translator:
         self.hints: dict[str, tuple[ir.ProxyConfig, tuple[int, ...], tuple[int, ...]]] = {}
         #: what the last call did: "full", "incremental" or "fallback" (a policy's translation raised)
         self.last_path = "full"
+        #: the policy keys whose entry among the policies in force may have changed since
+        #: :meth:`take_in_force_changes` (None: any may, after a full run)
+        self.in_force_changed: set[PolicyKey] | None = None
         self._reset()
 
     def _reset(self) -> None:
         self._fresh = True
+        self.in_force_changed = None
         self._mesh: Mesh | None = None
         self._settings: ir.MeshSettings | None = None
         self._services: Mapping[str, ServiceInfo] = {}
@@ -270,6 +274,11 @@ class Translator:
         else:
             self._final_changes.pop(key, None)
 
+    def take_in_force_changes(self) -> set[PolicyKey] | None:
+        """:attr:`in_force_changed`, then start collecting afresh."""
+        changed, self.in_force_changed = self.in_force_changed, set()
+        return changed
+
     def current(self, state: MeshState) -> Mapping[PolicyKey, Policy]:
         """``{key_of(p): p for p in state.policies}``, computing keys only for policy objects not seen before
         (from the incremental state: a read-only view, valid until the next call)."""
@@ -353,6 +362,8 @@ class Translator:
         last_good: Mapping[PolicyKey, Policy],
         rejected: Mapping[PolicyKey, Rejection],
     ) -> None:
+        if self.in_force_changed is not None:
+            self.in_force_changed |= keys
         for k in keys:
             self._outcomes.pop(k, None)
             self._used.pop(k, None)
