@@ -9,6 +9,7 @@ plane checks every snapshot anyway and keeps the proxy's previous snapshot when 
 from __future__ import annotations
 
 from xds_server import ir
+from xds_server.layered import key_container
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Snapshot
 
 
@@ -31,9 +32,9 @@ def missing_references(cfg: ir.ProxyConfig, snapshot: Snapshot) -> list[str]:
 def _complete(
     cfg: ir.ProxyConfig, listeners: list[ir.InboundListener | ir.OutboundListener], snapshot: Snapshot
 ) -> bool:
-    have_listeners, have_routes = snapshot.of_type(LISTENER), snapshot.of_type(ROUTE)
-    have_clusters, have_endpoints = snapshot.of_type(CLUSTER), snapshot.of_type(ENDPOINT)
-    have_secrets = snapshot.of_type(SECRET)
+    have_listeners, have_routes = key_container(snapshot.of_type(LISTENER)), key_container(snapshot.of_type(ROUTE))
+    have_clusters, have_endpoints = key_container(snapshot.of_type(CLUSTER)), key_container(snapshot.of_type(ENDPOINT))
+    have_secrets = key_container(snapshot.of_type(SECRET))
     return (
         all(listener.name in have_listeners for listener in listeners)
         and all(listener.name in have_routes for listener in listeners if listener.protocol == "http")

@@ -15,7 +15,7 @@ state that carries its delta.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from math import isqrt
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, overload
@@ -116,6 +116,14 @@ def _fold(base: Mapping[K, V], top: Mapping[K, Any]) -> dict[K, V]:
         else:
             out[k] = v
     return out
+
+
+def key_container(m: Mapping[K, Any]) -> Container[K]:
+    """What answers ``key in m`` for ``m`` at C speed: the base of a layered map that has exactly its base's keys
+    (replacements only), else ``m`` itself (a consistency check asks this once per listener and cluster)."""
+    while isinstance(m, Layered) and m._same_keys:
+        m = m._base
+    return m
 
 
 def changed_since(old: Mapping[K, Any], new: Mapping[K, Any]) -> Iterable[K] | None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xds_server.layered import GONE, Layered, LayeredSeq, changed_since, positions_since
+from xds_server.layered import GONE, Layered, LayeredSeq, changed_since, key_container, positions_since
 
 changes = st.lists(
     st.dictionaries(st.integers(0, 30), st.one_of(st.integers(), st.just(GONE)), max_size=8), max_size=20
@@ -97,3 +97,22 @@ def test_the_keys_a_layered_map_may_differ_in_cover_every_real_difference() -> N
     assert set(changed_since(base, one) or ()) == {"s1", "s2"}
     assert set(changed_since(one, two) or ()) == {"s1", "s2", "new"}
     assert changed_since(base, dict(base)) is None
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcdefgh"), st.integers(), max_size=8),
+    st.dictionaries(st.sampled_from("abcdefghij"), st.one_of(st.integers(), st.just(GONE)), max_size=6),
+)
+def test_membership_through_key_container_is_membership_in_the_layered_map(base, changes) -> None:
+    layered = Layered.over(MappingProxyType(base), changes)
+    container = key_container(layered)
+    for key in "abcdefghijk":
+        assert (key in container) == (key in layered)
+
+
+def test_a_map_with_only_replacements_answers_membership_from_its_base() -> None:
+    base = MappingProxyType({f"s{i}": i for i in range(100)})
+    replaced = Layered.over(Layered.over(base, {"s1": -1}), {"s2": -2})
+    assert key_container(replaced) is base  # C-speed `in`, no Python call per key
+    added = Layered.over(base, {"new": 0})
+    assert key_container(added) is added
