@@ -25,6 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import translate as bench_mesh  # (the mesh of bench/translate.py)
 
 
+def _plane_and_mesh(tmp_path: Path) -> tuple[ControlPlane, MeshState]:
+    """A control plane (not started) with a CA of its own, and bench/translate.py's mesh of 6 services."""
+    issuer = store.load_or_create(tmp_path / "ca", "cluster.local")
+    plane = ControlPlane(CertificateManager(issuer, leaf_ttl=timedelta(hours=24)))
+    return plane, state_from_objects(bench_mesh.build_objects(6, 2))
+
+
+def _publish_twice(plane: ControlPlane, state: MeshState) -> None:
+    """Two rounds: the policies accepted in the first are last-good in the second, as in a running plane."""
+    for _ in range(2):
+        plane._publish(_build(plane, state), state)
+
+
+def _traffic_policy_slot(state: MeshState, i: int) -> int:
+    """The position of TrafficPolicy svc-``i`` in the state's policy tuple."""
+    return next(n for n, p in enumerate(state.policies) if p.kind == "TrafficPolicy" and p.metadata.name == f"svc-{i}")
+
+
 def _build(plane: ControlPlane, state: MeshState) -> Built:
     return build(state, dict(plane._last_good), dict(plane._rejected), None, plane._incremental)
 
@@ -63,9 +81,7 @@ def _make_due(certs: CertificateManager, identity: str) -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
-    issuer = store.load_or_create(tmp_path / "ca", "cluster.local")
-    plane = ControlPlane(CertificateManager(issuer, leaf_ttl=timedelta(hours=24)))
-    state = state_from_objects(bench_mesh.build_objects(6, 2))
+    plane, state = _plane_and_mesh(tmp_path)
     all_workloads, all_services = dict(state.workloads), dict(state.services)
     generation = 2
     walked_fewer = 0
@@ -73,9 +89,7 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
         action = rng.choice(["policy", "policy", "endpoints", "proxy", "reissue", "due", "reissue_all", "skip"])
         if action == "policy":
             i = rng.randrange(6)
-            slot = next(
-                n for n, p in enumerate(state.policies) if p.kind == "TrafficPolicy" and p.metadata.name == f"svc-{i}"
-            )
+            slot = _traffic_policy_slot(state, i)
             generation += 1
             edited = bench_mesh.traffic_policy(i, 2, generation=generation)
             state = replace(state, policies=LayeredSeq.over(state.policies, {slot: edited}))
@@ -104,13 +118,10 @@ def test_random_changes_publish_what_walking_every_proxy_publishes(tmp_path: Pat
 
 
 def test_a_policy_change_walks_only_the_proxies_it_changed(tmp_path: Path) -> None:
-    issuer = store.load_or_create(tmp_path / "ca", "cluster.local")
-    plane = ControlPlane(CertificateManager(issuer, leaf_ttl=timedelta(hours=24)))
-    state = state_from_objects(bench_mesh.build_objects(6, 2))
-    for _ in range(2):
-        plane._publish(_build(plane, state), state)
+    plane, state = _plane_and_mesh(tmp_path)
+    _publish_twice(plane, state)
     assert plane._publisher.last.walked == len(state.workloads)
-    slot = next(i for i, p in enumerate(state.policies) if p.kind == "TrafficPolicy" and p.metadata.name == "svc-0")
+    slot = _traffic_policy_slot(state, 0)
     state = replace(state, policies=LayeredSeq.over(state.policies, {slot: bench_mesh.traffic_policy(0, 2, 5)}))
     built = _build(plane, state)
     plane._publish(built, state)
@@ -120,11 +131,8 @@ def test_a_policy_change_walks_only_the_proxies_it_changed(tmp_path: Path) -> No
 
 
 def test_a_renewed_certificate_reaches_every_proxy_of_that_identity_and_no_other(tmp_path: Path) -> None:
-    issuer = store.load_or_create(tmp_path / "ca", "cluster.local")
-    plane = ControlPlane(CertificateManager(issuer, leaf_ttl=timedelta(hours=24)))
-    state = state_from_objects(bench_mesh.build_objects(6, 2))
-    for _ in range(2):
-        plane._publish(_build(plane, state), state)
+    plane, state = _plane_and_mesh(tmp_path)
+    _publish_twice(plane, state)
     before = {n: plane.cache.snapshot(n) for n in state.workloads}
     identity = plane.identity_of("bench/svc-3-v1")
     assert identity is not None and identity == plane.identity_of("bench/svc-3-v2")

@@ -82,8 +82,9 @@ class Store:
         #: kind -> the keys of the Services, EndpointSlices, Pods and Nodes changed since the last snapshot: it
         #: re-adapts only what depends on them (mesh_operator.kube.adapt_delta) and hands the translator the
         #: services and workloads layered on the last ones, the very same objects where nothing changed (what
-        #: makes its O(changed) path cheap). None: nothing adapted yet (the first snapshot adapts everything).
+        #: makes its O(changed) path cheap).
         self._dirty_core: dict[str, set[str]] = {kind: set() for kind in CORE_KINDS}
+        #: None: nothing adapted yet (the first snapshot adapts everything)
         self._delta: DeltaAdapter | None = None
         #: held by a snapshot while it adapts (the delta adapter is not for two at once)
         self._adapt_lock = threading.Lock()
