@@ -4,6 +4,13 @@ A :class:`Snapshot` is what the translation stage hands to the server. It is imm
 already serialized (``body`` is the protobuf encoding of the typed message, i.e. the ``value`` of the
 ``google.protobuf.Any`` that goes on the wire) and is versioned by content, so the same input gives the same
 version on every replica.
+
+A type's version is a hash of the *sum* of its resources' terms (each a 256-bit hash of name and version,
+:meth:`CachedResource.term`), modulo 2**256, with their count: the order of the resources does not matter, and a
+snapshot with a few resources replaced (:meth:`Snapshot.replacing`) gets its versions in time proportional to the
+change, not to the proxy's size. (Finding two resource sets with one sum is a generalized-birthday problem,
+about 2**32 work at 256 bits, as is a collision of the 64-bit per-resource versions: neither is the weaker; and
+who can write the resources can set any config anyway. The version only tells a proxy whether anything changed.)
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 TYPE_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
 
 
+_MOD = 1 << 256
+
+
 @dataclass(frozen=True, slots=True)
 class CachedResource:
     """One serialized resource. ``version`` is a hash of ``body``."""
@@ -33,10 +43,35 @@ class CachedResource:
     name: str
     version: str
     body: bytes
+    _term: int = field(default=-1, init=False, compare=False, repr=False)
 
     @classmethod
     def of(cls, type_url: str, name: str, body: bytes) -> CachedResource:
         return cls(type_url, name, hashlib.sha256(body).hexdigest()[:16], body)
+
+    def term(self) -> int:
+        """This resource's share of its type's version sum: sha256 of ``name NUL version`` (computed once; a
+        resource shared by many proxies' snapshots is hashed once for all)."""
+        t = self._term
+        if t < 0:
+            t = int.from_bytes(hashlib.sha256(f"{self.name}\0{self.version}".encode()).digest())
+            object.__setattr__(self, "_term", t)
+        return t
+
+
+def type_sum(resources: Iterable[CachedResource]) -> tuple[int, int]:
+    """(count, sum of terms mod 2**256) of a set of resources: what a type version is a hash of."""
+    n = total = 0
+    for r in resources:
+        n += 1
+        total += r.term()
+    return n, total % _MOD
+
+
+def sum_version(count_and_sum: tuple[int, int]) -> str:
+    """The version string of a (count, sum) of :func:`type_sum`."""
+    n, total = count_and_sum
+    return hashlib.sha256(b"%d:" % n + total.to_bytes(32)).hexdigest()[:16]
 
 
 def _freeze(resources: Mapping[str, Mapping[str, CachedResource]]) -> Mapping[str, Mapping[str, CachedResource]]:
@@ -52,38 +87,45 @@ class Snapshot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", _freeze(self.resources))
         object.__setattr__(self, "_version", None)
-        object.__setattr__(self, "_type_versions", {})
+        object.__setattr__(self, "_sums", {})
 
     @classmethod
     def _of_frozen(
-        cls, resources: Mapping[str, Mapping[str, CachedResource]], type_versions: dict[str, str]
+        cls, resources: Mapping[str, Mapping[str, CachedResource]], sums: dict[str, tuple[int, int]]
     ) -> Snapshot:
         snap = cls.__new__(cls)
         object.__setattr__(snap, "resources", MappingProxyType(dict(resources)))
         object.__setattr__(snap, "_version", None)
-        object.__setattr__(snap, "_type_versions", type_versions)
+        object.__setattr__(snap, "_sums", sums)
         return snap
 
     def replacing(self, type_url: str, changes: Mapping[str, CachedResource]) -> Snapshot:
         """This snapshot with some resources of one type replaced or added (equal to building it anew from the
-        resulting items). The other types are shared, with their versions; replaced names keep their order."""
+        resulting items). The other types are shared, with their versions; replaced names keep their order; the
+        changed type's version sum, when this snapshot has it, is updated by the change alone."""
         current = self.of_type(type_url)
         by_name: Mapping[str, CachedResource]
-        if all(name in current for name in changes):  # replaced only: same names, same order, no copy
+        replaced = [r for name in changes if (r := current.get(name)) is not None]
+        if len(replaced) == len(changes):  # replaced only: same names, same order, no copy
             by_name = Layered.over(current, changes)
         else:
             by_name = MappingProxyType(dict(sorted({**current, **changes}.items())))
         resources = {**self.resources, type_url: by_name}
-        versions = {t: v for t, v in self._type_versions.items() if t != type_url}  # type: ignore[attr-defined]
-        return Snapshot._of_frozen({t: resources.get(t, MappingProxyType({})) for t in TYPE_ORDER}, versions)
+        sums: dict[str, tuple[int, int]] = dict(self._sums)  # type: ignore[attr-defined]
+        held = sums.get(type_url)
+        if held is not None:
+            n, total = held
+            total += sum(r.term() for r in changes.values()) - sum(r.term() for r in replaced)
+            sums[type_url] = (n + len(changes) - len(replaced), total % _MOD)
+        return Snapshot._of_frozen({t: resources.get(t, MappingProxyType({})) for t in TYPE_ORDER}, sums)
 
     def with_type(self, type_url: str, by_name: Mapping[str, CachedResource]) -> Snapshot:
-        """`replacing`, after computing the versions of the other types here, on this snapshot: an incremental
-        stage 2 carries this snapshot's versions over to the next one for the types that did not change, so the
-        control plane adding a proxy's secrets costs no re-hash of a large proxy's unchanged types next round."""
+        """`replacing`, after computing the version sums of the other types here, on this snapshot: an
+        incremental stage 2 carries them over to the next one (updated by its changes), so the control plane
+        adding a proxy's secrets costs no re-hash of a large proxy's types next round."""
         for t in TYPE_ORDER:
             if t != type_url:
-                self.type_version(t)
+                self._sum(t)
         return self.replacing(type_url, by_name)
 
     @classmethod
@@ -96,15 +138,17 @@ class Snapshot:
     def of_type(self, type_url: str) -> Mapping[str, CachedResource]:
         return self.resources.get(type_url, MappingProxyType({}))
 
+    def _sum(self, type_url: str) -> tuple[int, int]:
+        sums: dict[str, tuple[int, int]] = self._sums  # type: ignore[attr-defined]
+        held = sums.get(type_url)
+        if held is None:
+            held = sums[type_url] = type_sum(self.of_type(type_url).values())
+        return held
+
     def type_version(self, type_url: str) -> str:
-        """Content version of one type: changes iff a resource of that type was added, removed or changed.
-        (sha256 over ``name NUL version LF`` of every resource in name order; computed once per type.)"""
-        versions: dict[str, str] = self._type_versions  # type: ignore[attr-defined]
-        cached = versions.get(type_url)
-        if cached is None:
-            text = "".join([f"{name}\0{r.version}\n" for name, r in self.of_type(type_url).items()])
-            cached = versions[type_url] = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cached
+        """Content version of one type: changes iff a resource of that type was added, removed or changed (see
+        the module docstring; equal to :func:`sum_version` of :func:`type_sum` over the type's resources)."""
+        return sum_version(self._sum(type_url))
 
     @property
     def version(self) -> str:

@@ -21,12 +21,11 @@ Pure: no I/O, no asyncio.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xds_server.snapshot import CachedResource, Snapshot
+from xds_server.snapshot import CachedResource, Snapshot, sum_version, type_sum
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
@@ -347,13 +346,7 @@ class PreparedSnapshot:
 
 def set_version(resources: Mapping[str, CachedResource]) -> str:
     """Content version of a set of resources; for a whole type it equals :meth:`Snapshot.type_version`."""
-    h = hashlib.sha256()
-    for name in sorted(resources):
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(resources[name].version.encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
+    return sum_version(type_sum(resources.values()))
 
 
 def envoy_module(name: str) -> Any:
