@@ -20,9 +20,9 @@ from typing import Any
 from mesh_operator.control.build import Built
 from mesh_operator.control.certs import CertificateManager
 from xds_server.cache import SnapshotCache
-from xds_server.consistency import missing_references
+from xds_server.consistency import missing_references, still_consistent
 from xds_server.errors import CertificateError
-from xds_server.layered import Layered
+from xds_server.layered import Layered, changed_since
 from xds_server.sds import bundle_secret, certificate_secret
 from xds_server.snapshot import SECRET, Snapshot
 
@@ -61,7 +61,7 @@ class Publisher:
         self._bundle: bytes | None = None
         #: identity -> the nodes holding it (kept by the reference path; the other never changes it)
         self._nodes_of: dict[str, set[str]] = {}
-        self._policy_sets: dict[str, tuple[Mapping[str, set[str]], set[str]]] = {}
+        self._policy_sets: dict[str, _PolicySet] = {}
         #: node -> (built snapshot, config, leaf, trust bundle, the snapshot assembled from them, what it misses)
         self._assembled: dict[str, tuple[Snapshot, Any, Any, bytes, Snapshot, list[str]]] = {}
 
@@ -152,9 +152,9 @@ class Publisher:
         r.identities[node_id] = cfg.node.spiffe_id
         r.resources[node_id] = by_resource = built.resources.get(node_id, {})
         held = self._policy_sets.get(node_id)
-        if held is None or held[0] is not by_resource:
-            held = self._policy_sets[node_id] = (by_resource, set().union(*by_resource.values()))
-        r.policies[node_id] = held[1]
+        if held is None or held.by_resource is not by_resource:
+            held = self._policy_sets[node_id] = _PolicySet.of(by_resource, held)
+        r.policies[node_id] = held.policies
         try:
             leaf = self.certs.leaf(cfg.node.spiffe_id)
         except CertificateError as e:
@@ -177,7 +177,10 @@ class Publisher:
                 bundle_secret(cfg.mesh.bundle_secret, bundle_pem),
             ]
             snap = resources.with_type(SECRET, {s.name: s for s in secrets})
-            made = self._assembled[node_id] = (resources, cfg, leaf, bundle_pem, snap, missing_references(cfg, snap))
+            # (a change of a proxy that was consistent is checked by what changed, when it is carried as layers)
+            ok = made is not None and not made[5] and still_consistent(made[1], made[4], cfg, snap)
+            missing = [] if ok else missing_references(cfg, snap)
+            made = self._assembled[node_id] = (resources, cfg, leaf, bundle_pem, snap, missing)
         snap, missing = made[4], made[5]
         if missing:
             r.failed[node_id] = f"inconsistent snapshot not sent, missing {', '.join(missing)}"
@@ -190,3 +193,37 @@ class Publisher:
         previous = self.last.desired.get(node_id)
         if previous is not None:
             r.desired[node_id] = previous
+
+
+@dataclass
+class _PolicySet:
+    """The policies a proxy's config carries (the union of what its resources carry), with how many resources
+    carry each: a change of a few resources, layered on the map of the last round, updates it by those alone."""
+
+    by_resource: Mapping[str, set[str]]
+    counts: dict[str, int]
+    policies: set[str]
+
+    @classmethod
+    def of(cls, by_resource: Mapping[str, set[str]], last: _PolicySet | None) -> _PolicySet:
+        keys = changed_since(last.by_resource, by_resource) if last is not None else None
+        if last is None or keys is None:
+            counts: dict[str, int] = {}
+            for refs in by_resource.values():
+                for ref in refs:
+                    counts[ref] = counts.get(ref, 0) + 1
+            return cls(by_resource, counts, set(counts))
+        counts, entered_or_left = last.counts, False  # (last is not used again: its counts are taken over)
+        for key in keys:
+            was, now = last.by_resource.get(key, ()), by_resource.get(key, ())
+            if was is now or was == now:
+                continue
+            for ref in was:
+                counts[ref] -= 1
+                if not counts[ref]:
+                    del counts[ref]
+                    entered_or_left = True
+            for ref in now:
+                entered_or_left |= ref not in counts
+                counts[ref] = counts.get(ref, 0) + 1
+        return cls(by_resource, counts, set(counts) if entered_or_left else last.policies)
