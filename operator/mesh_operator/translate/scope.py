@@ -140,11 +140,13 @@ class Scoper:
 def missing_services(state: MeshState) -> list[Violation]:
     """Services an egress declaration lists that the mesh does not have (a namespace with none, for ``ns/*``)."""
     out: list[Violation] = []
-    namespaces = {k.partition("/")[0] for k in state.services}
+    namespaces: set[str] | None = None  # (looked at only for an ``ns/*``: every round asks, most meshes have none)
     for i, e in enumerate(state.mesh.spec.sidecar_egress):
         for k, s in enumerate(e.services):
             path = f"spec.sidecarEgress[{i}].services[{k}]"
             if s.endswith("/*"):
+                if namespaces is None:
+                    namespaces = {key.partition("/")[0] for key in state.services}
                 if s[:-2] not in namespaces:
                     out.append(Violation(path, f"namespace {s[:-2]} has no Service (yet)", "warning"))
             elif s not in state.services:
