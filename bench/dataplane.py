@@ -9,7 +9,11 @@ set-ups side by side in one run, interleaved round by round (so both see the sam
 * **mesh**: fortio client -> client sidecar -> (mTLS, SPIFFE-verified) -> server sidecar -> fortio server, two real
   Envoy sidecars configured by Meshwork's control plane (``meshctl local run`` through the local-mesh harness
   ``mesh_operator.testing.localmesh``; the fortio server is the service's workload, the client sidecar belongs to a
-  ``loadgen`` client).
+  ``loadgen`` client);
+* **bare Envoy** (``--bare``, on by default): the same two hops through two Envoys of the same binary and worker
+  count with a minimal static config — plain HTTP, one route, the router filter, no TLS, no stats tags, no access
+  log — the floor of two Envoy hops on this machine: what no mesh config can take away. The mesh's added latency
+  above it is what Meshwork's config (mTLS, RBAC, the mesh's filters, access log) adds.
 
 Figures: latency percentiles (p50, p90, p99, max) of each set-up, the mesh's added latency (mesh - direct, the
 figure Istio publishes: +0.23 ms p90 / +0.30 ms p99 at 1,000 rps, 1 KB, 16 connections, mTLS), the two sidecars'
@@ -41,6 +45,8 @@ import _results as bench_results  # noqa: E402
 import psutil  # noqa: E402
 
 from mesh_operator.testing.localmesh import LocalMeshBuilder, RunningMesh, _wait_port  # noqa: E402
+from xds_server.envoy_binary import envoy_path  # noqa: E402
+from xds_server.ports import free_port  # noqa: E402
 
 ISTIO = {"added_p90_ms": 0.23, "added_p99_ms": 0.30, "vcpu_per_sidecar_per_1k_rps": 0.20, "rss_mb_per_sidecar": 60}
 PERCENTILES = (50, 90, 99, 99.9)
@@ -115,6 +121,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "concurrency-1": ({}, ["--envoy-concurrency", "1"]),
     "lean": ({"accessLog": {"enabled": False}}, ["--envoy-concurrency", "1"]),
 }
+#: The two-hop floor (``--bare``): reported beside the variants, under this name.
+BARE = "bare-envoy"
 
 
 def build_mesh(work: Path, fortio: str, mesh_spec: dict[str, Any]) -> tuple[LocalMeshBuilder, int]:
@@ -139,6 +147,73 @@ def build_mesh(work: Path, fortio: str, mesh_spec: dict[str, Any]) -> tuple[Loca
     return builder, app_port
 
 
+def _bare_bootstrap(listen: int, upstream: int, admin: int) -> dict[str, Any]:
+    """One hop of the bare set-up: HTTP on 127.0.0.1:``listen`` -> 127.0.0.1:``upstream``, router only."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "stat_prefix": "bare",
+        "route_config": {
+            "virtual_hosts": [
+                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            }
+        ],
+    }
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "in",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+                    "filter_chains": [{"filters": [{"name": "hcm", "typed_config": hcm}]}],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "up",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": "up", "endpoints": [{"lb_endpoints": [endpoint]}]},
+                }
+            ],
+        },
+    }
+
+
+@contextlib.contextmanager
+def bare_envoys(work: Path, app_port: int, concurrency: int | None) -> Any:
+    """Two bare Envoys in a chain in front of the fortio server; yields (url, processes)."""
+    work.mkdir(parents=True, exist_ok=True)
+    server_side, client_side = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, listen, upstream in (("server", server_side, app_port), ("client", client_side, server_side)):
+            config = work / f"bare-{name}.json"
+            config.write_text(json.dumps(_bare_bootstrap(listen, upstream, free_port())))
+            args = [str(envoy_path()), "-c", str(config), "--base-id", str(free_port()), "-l", "warning"]
+            args += ["--concurrency", str(concurrency)] if concurrency else []
+            log = (work / f"bare-{name}.log").open("wb")
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+            _wait_port(listen, 30)
+        yield f"http://127.0.0.1:{client_side}/echo", [psutil.Process(p.pid) for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.fmean(r[key] for r in rows)
 
@@ -161,6 +236,12 @@ def main() -> int:
         "--variants", default="default,lean", help=f"sidecar configurations, comma-separated: {', '.join(VARIANTS)}"
     )
     p.add_argument("--result", default="dataplane", help="result file name under bench/results/")
+    p.add_argument(
+        "--bare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the two-hop floor: two Envoys with a minimal plain-HTTP config (default: on)",
+    )
     args = p.parse_args()
     names = args.variants.split(",")
     for n in names:
@@ -170,8 +251,8 @@ def main() -> int:
     fortio = fortio_binary()
     with tempfile.TemporaryDirectory(prefix="meshwork-dataplane-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        meshes: dict[str, tuple[RunningMesh, str, list[psutil.Process]]] = {}
-        direct_url = ""
+        meshes: dict[str, tuple[RunningMesh | None, str, list[psutil.Process]]] = {}
+        direct_url, first_app_port = "", 0
         for name in names:
             spec, extra = VARIANTS[name]
             builder, app_port = build_mesh(work / name, fortio, spec)
@@ -181,15 +262,19 @@ def main() -> int:
             assert len(procs) == 2, f"expected two sidecars, found {len(procs)}"
             meshes[name] = (running, running.url("loadgen", "server", "/echo"), procs)
             direct_url = direct_url or f"http://127.0.0.1:{app_port}/echo"  # the first variant's server, direct
+            first_app_port = first_app_port or app_port
+        if args.bare:  # (same worker count as the shipped sidecars: Envoy's default, one per CPU)
+            url, procs = stack.enter_context(bare_envoys(work / "bare", first_app_port, None))
+            meshes[BARE] = (None, url, procs)
         # Warm-up (connections, TLS sessions, Envoy's first-request paths): not counted.
         load(fortio, direct_url, args.qps, args.connections, 3, args.size, work)
         for _, url, _ in meshes.values():
             load(fortio, url, args.qps, args.connections, 3, args.size, work)
         direct: list[dict[str, Any]] = []
-        rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        cpu = dict.fromkeys(names, 0.0)
-        secs = dict.fromkeys(names, 0.0)
-        reqs = dict.fromkeys(names, 0)
+        rows: dict[str, list[dict[str, Any]]] = {n: [] for n in meshes}
+        cpu = dict.fromkeys(meshes, 0.0)
+        secs = dict.fromkeys(meshes, 0.0)
+        reqs = dict.fromkeys(meshes, 0)
         for r in range(args.rounds):
             direct.append(load(fortio, direct_url, args.qps, args.connections, args.duration, args.size, work))
             line = f"round {r + 1}: direct p90 {direct[-1]['p90']:.2f} p99 {direct[-1]['p99']:.2f} ms"
@@ -207,8 +292,8 @@ def main() -> int:
             rps = reqs[name] / secs[name]
             vcpu = cpu[name] / secs[name] / len(procs)
             variants[name] = {
-                "mesh_spec": VARIANTS[name][0],
-                "local_run_args": VARIANTS[name][1],
+                "mesh_spec": VARIANTS[name][0] if name != BARE else None,
+                "local_run_args": VARIANTS[name][1] if name != BARE else [],
                 **_summary(direct, rows[name]),
                 "mesh_rounds": rows[name],
                 "non_200": sum(x["requests"] - x["ok"] for x in rows[name]),
@@ -227,10 +312,13 @@ def main() -> int:
         "variants": variants,
         "istio": ISTIO,
     }
+    bare = variants.get(BARE)
     for name, v in variants.items():
+        if bare is not None and name != BARE:  # what the mesh config adds above the two-hop floor
+            v["added_over_bare_ms"] = {k: v["mesh"][k] - bare["mesh"][k] for k in v["added_ms"]}
         add = v["added_ms"]
         print(
-            f"{name}: added by two sidecars (mean of {args.rounds} rounds): p50 +{add['p50']:.2f} ms, p90 "
+            f"{name}: added by two Envoys (mean of {args.rounds} rounds): p50 +{add['p50']:.2f} ms, p90 "
             f"+{add['p90']:.2f} ms (Istio +0.23), p99 +{add['p99']:.2f} ms (Istio +0.30), max +{add['max_ms']:.1f} ms;"
             f" sidecar CPU {v['sidecar_vcpu_per_1k_rps']:.2f} vCPU per 1,000 rps each (Istio 0.20); RSS "
             f"{', '.join(f'{x:.0f}' for x in v['sidecar_rss_mb'])} MB (Istio 60)",

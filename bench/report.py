@@ -188,11 +188,22 @@ def _dataplane_rows(name: str, doc: dict[str, Any]) -> list[str]:
     for variant, v in f["variants"].items():
         a = v["added_ms"]
         rss = ", ".join(f"{x:.0f}" for x in v["sidecar_rss_mb"])
+        what = (
+            "two bare Envoys (plain HTTP, router only: the two-hop floor)"
+            if variant == "bare-envoy"
+            else f"two sidecars + mTLS, `{variant}`"
+        )
+        over = v.get("added_over_bare_ms")
+        above = (
+            f" (above the bare floor: p50 +{over['p50']:.2f} / p90 +{over['p90']:.2f} / p99 +{over['p99']:.2f})"
+            if over
+            else ""
+        )
         rows.append(
-            f"| Data plane, two sidecars + mTLS, `{variant}` | added p50 +{a['p50']:.2f} / p90 +{a['p90']:.2f} / "
-            f"p99 +{a['p99']:.2f} / max +{a['max_ms']:.1f} ms; {v['sidecar_vcpu_per_1k_rps']:.2f} vCPU per "
-            f"1k rps per sidecar; RSS {rss} MB | Istio +0.23 p90 / +0.30 p99 ms, 0.20 vCPU + 60 MB "
-            f"| {_src(doc, name)} |"
+            f"| Data plane, {what} | added p50 +{a['p50']:.2f} / p90 +{a['p90']:.2f} / "
+            f"p99 +{a['p99']:.2f} / max +{a['max_ms']:.1f} ms{above}; "
+            f"{v['sidecar_vcpu_per_1k_rps']:.2f} vCPU per 1k rps per Envoy; RSS {rss} MB "
+            f"| Istio +0.23 p90 / +0.30 p99 ms, 0.20 vCPU + 60 MB | {_src(doc, name)} |"
         )
     return rows
 
