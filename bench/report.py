@@ -195,7 +195,7 @@ def _dataplane_rows(name: str, doc: dict[str, Any]) -> list[str]:
         )
         over = v.get("added_over_bare_ms")
         above = (
-            f" (above the bare floor: p50 +{over['p50']:.2f} / p90 +{over['p90']:.2f} / p99 +{over['p99']:.2f})"
+            f" (above the bare floor: p50 {over['p50']:+.2f} / p90 {over['p90']:+.2f} / p99 {over['p99']:+.2f})"
             if over
             else ""
         )
