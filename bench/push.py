@@ -43,6 +43,7 @@ import contextlib
 import json
 import multiprocessing
 import multiprocessing.process
+import os
 import signal
 import statistics
 import subprocess
@@ -67,7 +68,7 @@ import psutil
 from xds_server.snapshot import CLUSTER, Snapshot
 from xds_server.testing.envoy import EnvoyProcess, ads_bootstrap
 from xds_server.testing.resources import eds_cluster, http_listener, load_assignment, route_config
-from xds_server.testing.server import XdsServerProcess, write_snapshots
+from xds_server.testing.server import XdsServerProcess, read_snapshots, write_snapshots
 
 CDS_OK = "cluster_manager.cds.update_success"
 WARMING = "cluster_manager.warming_clusters"
@@ -285,8 +286,8 @@ async def run_one(
         for gen, kind in enumerate(plan, 1):
             group = all_nodes if kind == "all" else nodes
             new = make_snapshot(clusters, gen, touch_endpoints)
-            want = new.type_version(CLUSTER)
             write_snapshots(snap_file, [(group, new)])  # nodes left out keep their snapshot
+            want = await asyncio.to_thread(cds_version, snap_file, server_src, env)
             before = await asyncio.to_thread(lambda: [cds_stats(e)[CDS_OK] for e in envoys])
             cpu0 = sum(cpu_s(proc) for proc in ps)
             t0, w0 = time.monotonic(), time.time()
@@ -353,6 +354,31 @@ async def run_one(
         await asyncio.to_thread(stop_envoys, envoys)
         for srv in servers:
             await asyncio.to_thread(srv.stop)
+
+
+_CDS_VERSION = """
+import sys
+from pathlib import Path
+from xds_server.snapshot import CLUSTER
+from xds_server.testing.server import read_snapshots
+print(read_snapshots(Path(sys.argv[1]))[0][1].type_version(CLUSTER))
+"""
+
+
+def cds_version(snap_file: Path, server_src: Path | None, env: dict[str, str]) -> str:
+    """The CDS version the server under test gives the first group of ``snap_file``: computed by that server's own
+    code (another revision may version content differently), before the timed window."""
+    if server_src is None:
+        return read_snapshots(snap_file)[0][1].type_version(CLUSTER)
+    out = subprocess.run(
+        [sys.executable, "-c", _CDS_VERSION, str(snap_file)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip()
 
 
 def baseline_source(rev: str, workdir: Path) -> Path:
