@@ -88,6 +88,7 @@ class Snapshot:
         object.__setattr__(self, "resources", _freeze(self.resources))
         object.__setattr__(self, "_version", None)
         object.__setattr__(self, "_sums", {})
+        object.__setattr__(self, "_type_versions", {})
 
     @classmethod
     def _of_frozen(
@@ -97,6 +98,7 @@ class Snapshot:
         object.__setattr__(snap, "resources", MappingProxyType(dict(resources)))
         object.__setattr__(snap, "_version", None)
         object.__setattr__(snap, "_sums", sums)
+        object.__setattr__(snap, "_type_versions", {})
         return snap
 
     def replacing(self, type_url: str, changes: Mapping[str, CachedResource]) -> Snapshot:
@@ -148,7 +150,11 @@ class Snapshot:
     def type_version(self, type_url: str) -> str:
         """Content version of one type: changes iff a resource of that type was added, removed or changed (see
         the module docstring; equal to :func:`sum_version` of :func:`type_sum` over the type's resources)."""
-        return sum_version(self._sum(type_url))
+        versions: dict[str, str] = self._type_versions  # type: ignore[attr-defined]
+        cached = versions.get(type_url)
+        if cached is None:
+            cached = versions[type_url] = sum_version(self._sum(type_url))
+        return cached
 
     @property
     def version(self) -> str:
