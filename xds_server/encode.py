@@ -8,8 +8,8 @@ written) and ``_unknown_fields``. It reads the library's own per-class metadata 
 per class and *compiles* an encoder for it (generated straight-line Python: one block per field with its tag,
 default test and encoding fixed; no per-field dispatch at run time). Small messages are memoized by content:
 when their message/list fields are empty, their bytes are a function of their scalar values (and of their
-maps' entries), looked up by a tuple built in C (see ``_memo_lines``); retry policies, route matches, weighted
-cluster entries, provenance metadata repeat across a snapshot's resources.
+maps' entries), looked up by a tuple built in C; a memo that does not hit is dropped after a review (see
+``xds_server._encode_memo``).
 ``tests/unit/test_serialize_fast_path.py`` proves ``encode(m) == bytes(m)`` on a corpus of every message the
 translation produces (Any payloads unpacked) plus edge cases; ``tests/unit/test_serialize_randomized.py`` on
 random messages of every one of those types (random field subsets and values, memo hits and near-twins).
@@ -33,10 +33,10 @@ from typing import Any, Final, TypeVar
 import betterproto2
 from envoy_data_plane.google.protobuf import Duration, Value
 
+from xds_server._encode_memo import MEMOS, is_message_map, memo_lines
 from xds_server._encode_plan import (
     _BYTES,
     _FIXED_FMT,
-    _FLOAT_TYPES,
     _MESSAGE,
     _PLANS,
     _STRING,
@@ -159,10 +159,6 @@ def _shared_or_encode(x: Any) -> bytes:
     return (sh is not None and sh[1]) or encode(x)
 
 
-def _is_message_map(f: _Field) -> bool:
-    return f.map_kinds is not None and f.map_kinds[1][0] == _MESSAGE and f.map_kinds[1][3] is None
-
-
 def _payload_lines(
     f_kind: int, proto_type: str, unwrap: str | None, src: str, dst: str, cls: type | None = None
 ) -> list[str]:
@@ -210,7 +206,7 @@ def _presence_test(f: _Field, i: int, env: dict[str, Any]) -> str:
 
 def _wrapped_memo() -> dict[Any, bytes]:
     memo: dict[Any, bytes] = {}
-    _MEMOS.append(memo)
+    MEMOS.append(memo)
     return memo
 
 
@@ -232,7 +228,7 @@ def _fusable(cls: type | None, depth: int) -> bool:
         return False
     plan = _PLANS.get(cls) or _plan(cls)
     return len(plan) <= _FUSE_FIELDS and any(
-        (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or _is_message_map(f) for f in plan
+        (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or is_message_map(f) for f in plan
     )
 
 
@@ -334,55 +330,10 @@ def _field_lines(f: _Field, i: int, env: dict[str, Any], depth: int = 0) -> list
     return [f"v = d[{f.name!r}]", _presence_test(f, i, env)] + ["    " + ln for ln in block]
 
 
-# Content memo of small messages: a message whose message-, list- and map-valued fields are all empty is a function
-# of its scalar field values (strings, numbers, enums, and the plain values of wrapped fields such as a Duration's
-# timedelta), all hashable: its bytes are looked up by the tuple of those values (built in C by ``itemgetter``),
-# skipping the per-field work. Retry policies, route matches, weighted cluster entries, socket addresses,
-# provenance values ... repeat across the resources of a snapshot. Bounded per class; cleared by clear_caches().
-# Not for messages with message-valued maps (Struct, Metadata): their key would need their values' bytes, i.e. all
-# the work of encoding them (equal ones are shared by identity in the translation instead), nor with a bytes field
-# (an ``Any``: its key would hash the whole payload, and its bytes are the payload plus a few). Whether a message's
-# message, list and map fields are all empty is decided per message at run time (the ``if`` below).
-_MEMO_FIELDS: Final = 24  # bigger messages (Cluster, Listener, ...) are rarely repeated whole
-_MEMO_MAX: Final = 16_384
-_MEMOS: list[dict[Any, bytes]] = []
-
-
-def _is_scalar(f: _Field) -> bool:
-    return f.map_kinds is None and not f.repeated and (f.kind != _MESSAGE or f.unwrap is not None)
-
-
-def _memo_lines(cls: type, plan: tuple[_Field, ...], env: dict[str, Any]) -> list[str] | None:
-    if len(plan) > _MEMO_FIELDS or any(_is_message_map(f) or f.kind == _BYTES for f in plan):
-        return None
-    scalars = [f.name for f in plan if _is_scalar(f)]
-    maps = [f"tuple(d[{f.name!r}].items())" for f in plan if f.map_kinds is not None]
-    empty = [
-        f"d[{f.name!r}] is None" if f.kind == _MESSAGE and not f.repeated else f"not d[{f.name!r}]"
-        for f in plan
-        if not _is_scalar(f) and f.map_kinds is None
-    ]
-    memo: dict[Any, bytes] = {}
-    _MEMOS.append(memo)
-    env["M"], env["MEMO_MAX"] = memo, _MEMO_MAX
-    env["IG"] = operator.itemgetter(*scalars) if scalars else (lambda _d: ())
-    # 0.0 == -0.0 (and their hashes agree) but their bytes differ: a float field's repr is part of the key
-    floats = [f"repr(d[{f.name!r}])" for f in plan if _is_scalar(f) and f.proto_type in _FLOAT_TYPES]
-    parts = maps + floats
-    key = "IG(d)" if not parts else "(IG(d), " + ", ".join(parts) + ")"
-    return [
-        "d = msg.__dict__",
-        "if " + " and ".join([*empty, "not d['_unknown_fields']"]) + ":",
-        f"    k = {key}",
-        "    r = M.get(k)",
-        "    if r is None:",
-        "        r = full(msg, d)",
-        "        if len(M) >= MEMO_MAX:",
-        "            M.clear()",
-        "        M[k] = r",
-        "    return r",
-        "return full(msg, d)",
-    ]
+def _recompile(cls: type) -> None:
+    """After a memo review (``_encode_memo.review``): ``cls`` is compiled anew on its next use. Its parents keep
+    their code (a class whose memo was dropped is not fused into them: code shape is decided at compile time)."""
+    _ENCODERS.pop(cls, None)
 
 
 def _compile(cls: type) -> Callable[[Any], bytes]:
@@ -401,7 +352,7 @@ def _compile(cls: type) -> Callable[[Any], bytes]:
     for i, f in enumerate(plan):
         fields += _field_lines(f, i, env)
     full = [*_body(fields), "return b''.join(out)"]
-    memo = _memo_lines(cls, plan, env)
+    memo = memo_lines(cls, plan, env, _recompile)
     if memo is not None:
         source = "def full(msg, d):\n" + "".join(f"    {ln}\n" for ln in full)
         entry = memo
@@ -474,5 +425,5 @@ def clear_memos() -> None:
     """Forget the sub-message memos, shared messages and wrapped values (tests, benchmarks)."""
     _WRAPPED.clear()
     _SHARED.clear()
-    for memo in _MEMOS:
+    for memo in MEMOS:
         memo.clear()
