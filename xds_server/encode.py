@@ -33,7 +33,7 @@ from typing import Any, Final, TypeVar
 import betterproto2
 from envoy_data_plane.google.protobuf import Duration, Value
 
-from xds_server._encode_memo import MEMOS, is_message_map, memo_lines
+from xds_server._encode_memo import MEMOS, is_message_map, memo_lines, memo_possible
 from xds_server._encode_plan import (
     _BYTES,
     _FIXED_FMT,
@@ -132,7 +132,8 @@ def _enc(x: str, cls: type | None) -> str:
 # strings: such a ``Value`` is written right in the ``Struct``'s loop (its bytes are the string_value field alone,
 # as the library writes it: every other member of the oneof is None); any other ``Value`` goes to its encoder.
 _VALUE_LINES: Final = [
-    "if type(x) is VALUE and VO(x.__dict__) == VNONE and (s := x.string_value) is not None and not x._unknown_fields:",
+    "if type(x) is VALUE and VO(xd := x.__dict__) == VNONE and (s := xd['string_value']) is not None"
+    " and not xd['_unknown_fields']:",
     "    sb = s.encode()",
     f"    vb = VSK + {_length('sb')} + sb",
     "else:",
@@ -212,13 +213,14 @@ def _wrapped_memo() -> dict[Any, bytes]:
 
 # Fusion: the fields of a small structural child (ClusterEdsClusterConfig, LocalityLbEndpoints, VirtualHost,
 # Endpoint, Address, ...) are written straight in its parent's encoder, two levels deep: no call, no lookup of its
-# encoder, no entry of its own. Only for a child class without shared instances and with a message field (a
-# scalar-only one keeps its content memo); a value of another class than the declared one goes to its encoder.
+# encoder, no entry of its own. Only for a child class without shared instances and with a message field, or a
+# scalar-only one that can never have a content memo (an ``Any``: a bytes field); other scalar-only ones keep their
+# memo. A value of another class than the declared one goes to its encoder.
 # The child's code is the same generated code with its locals and constants renamed apart.
 _FUSE_FIELDS: Final = 24
 _FUSE_DEPTH: Final = 2
 _FUSED = itertools.count()
-_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "kp", "vb", "e", "sh", "s", "sb"})
+_LOCALS: Final = frozenset({"d", "out", "a", "v", "b", "n", "k", "x", "kb", "kp", "vb", "e", "sh", "s", "sb", "xd"})
 # a quoted field name or proto type (kept), or a name that is not an attribute nor the b of b''
 _TOKEN: Final = re.compile(r"'[^']*'|(?<![.\w])[A-Za-z_]\w*(?![\w'])")
 
@@ -227,8 +229,9 @@ def _fusable(cls: type | None, depth: int) -> bool:
     if cls is None or depth >= _FUSE_DEPTH or cls in _SHAREABLE or cls is Value:
         return False
     plan = _PLANS.get(cls) or _plan(cls)
-    return len(plan) <= _FUSE_FIELDS and any(
-        (f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or is_message_map(f) for f in plan
+    return len(plan) <= _FUSE_FIELDS and (
+        any((f.kind == _MESSAGE and f.unwrap is None and f.map_kinds is None) or is_message_map(f) for f in plan)
+        or not memo_possible(plan)  # a scalar-only class that never has a content memo (an Any)
     )
 
 

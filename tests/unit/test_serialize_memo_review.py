@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from envoy_data_plane.envoy.config.core.v3 import SocketAddress
+from envoy_data_plane.envoy.config.core.v3 import SocketAddress, TransportSocket
 from envoy_data_plane.envoy.type.v3 import Percent
+from envoy_data_plane.google.protobuf import Any as AnyMsg
 
 from xds_server import _encode_memo, encode
 from xds_server.serialize import clear_caches, new
@@ -58,3 +59,13 @@ def test_a_memo_that_hits_is_kept_without_counting_and_the_bytes_stay_the_librar
     for v in values:
         pct = new(Percent, value=v)
         assert encode.encode(pct) == bytes(pct)
+
+
+def test_an_any_is_written_inside_its_parents_encoder() -> None:
+    source = encode._compile(TransportSocket).__doc__ or ""
+    assert "d_" in source and "'type_url'" in source  # the Any's fields are in the parent's code
+    for payload in (b"", b"\x0a\x01x", bytes(range(256)) * 70):
+        ts = new(TransportSocket, name="tls", typed_config=new(AnyMsg, type_url="type.googleapis.com/x", value=payload))
+        assert encode.encode(ts) == bytes(ts)
+    ts = new(TransportSocket, name="empty", typed_config=new(AnyMsg))
+    assert encode.encode(ts) == bytes(ts)
