@@ -88,7 +88,33 @@ def test_messages_built_without_validation_equal_validated_ones() -> None:
     assert fast == slow
     assert fast.__dict__ == slow.__dict__
     assert bytes(fast) == bytes(slow)
-    assert fast.request_mirror_policies is not serialize.new(RouteAction).request_mirror_policies
+    # unset repeated / map fields share one empty list / dict that refuses in-place changes (no silent aliasing)
+    other = serialize.new(RouteAction)
+    assert other.request_mirror_policies is fast.request_mirror_policies == []
+    assert other.hash_policy == [] and type(other.hash_policy) is not list
+    for change in (
+        lambda: other.request_mirror_policies.append(None),
+        lambda: other.request_mirror_policies.extend([None]),
+        lambda: other.request_mirror_policies.insert(0, None),
+        lambda: other.request_mirror_policies.__iadd__([None]),
+        lambda: other.request_mirror_policies.__setitem__(slice(None), [None]),
+    ):
+        with pytest.raises(TypeError, match="assign a new list"):
+            change()
+    assert fast.request_mirror_policies == [] and RouteAction().request_mirror_policies == []
+    mirrors: list[object] = []
+    assigned = serialize.new(RouteAction, request_mirror_policies=mirrors)  # type: ignore[arg-type]
+    assert assigned.request_mirror_policies is mirrors  # an assigned list is the caller's own
+    metadata = serialize.new(Metadata)
+    assert metadata.filter_metadata == {} and metadata.filter_metadata is serialize.new(Metadata).filter_metadata
+    for change_map in (
+        lambda: metadata.filter_metadata.__setitem__("k", Struct()),
+        lambda: metadata.filter_metadata.update(k=Struct()),
+        lambda: metadata.filter_metadata.setdefault("k", Struct()),
+    ):
+        with pytest.raises(TypeError, match="assign a new dict"):
+            change_map()
+    assert metadata.filter_metadata == {} and bytes(metadata) == encode.encode(metadata) == b""
 
 
 def test_unknown_fields_are_refused_when_building_fast() -> None:
