@@ -12,15 +12,17 @@ with tens of thousands of clusters off every round's path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from xds_server import ir
-from xds_server.layered import LayeredSeq, changed_since, key_container, positions_since
+from xds_server.layered import changed_since, key_container, positions_since
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Snapshot
 
 
 def missing_references(cfg: ir.ProxyConfig, snapshot: Snapshot) -> list[str]:
     """What ``cfg``'s resources refer to but ``snapshot`` lacks, as ``Type/name`` strings (empty when consistent)."""
     listeners: list[ir.InboundListener | ir.OutboundListener] = [*cfg.inbound, *cfg.outbound]
-    if _complete(cfg, listeners, snapshot):  # the usual case, checked per type without building the list below
+    if _complete(cfg, listeners, cfg.clusters, snapshot):  # the usual case, checked per type without the list below
         return []
     wanted: list[tuple[str, str]] = []
     for listener in listeners:
@@ -33,21 +35,6 @@ def missing_references(cfg: ir.ProxyConfig, snapshot: Snapshot) -> list[str]:
     return [f"{t.rsplit('.', 1)[-1]}/{name}" for t, name in wanted if name not in snapshot.of_type(t)]
 
 
-def _complete(
-    cfg: ir.ProxyConfig, listeners: list[ir.InboundListener | ir.OutboundListener], snapshot: Snapshot
-) -> bool:
-    have_listeners, have_routes = key_container(snapshot.of_type(LISTENER)), key_container(snapshot.of_type(ROUTE))
-    have_clusters, have_endpoints = key_container(snapshot.of_type(CLUSTER)), key_container(snapshot.of_type(ENDPOINT))
-    have_secrets = key_container(snapshot.of_type(SECRET))
-    return (
-        all(listener.name in have_listeners for listener in listeners)
-        and all(listener.name in have_routes for listener in listeners if listener.protocol == "http")
-        and all(cluster.name in have_clusters and cluster.name in have_endpoints for cluster in cfg.clusters)
-        and cfg.mesh.cert_secret in have_secrets
-        and cfg.mesh.bundle_secret in have_secrets
-    )
-
-
 def still_consistent(old_cfg: ir.ProxyConfig, old: Snapshot, cfg: ir.ProxyConfig, snapshot: Snapshot) -> bool:
     """True when ``missing_references(cfg, snapshot)`` is empty, told from the change since ``old_cfg`` and ``old``
     (which had nothing missing): the outbound listeners and clusters at the positions that changed, the inbound
@@ -57,28 +44,39 @@ def still_consistent(old_cfg: ir.ProxyConfig, old: Snapshot, cfg: ir.ProxyConfig
     clusters = _positions(old_cfg.clusters, cfg.clusters)
     if outbound is None or clusters is None:
         return False
-    maps = {t: snapshot.of_type(t) for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)}
-    for t, now in maps.items():
-        was = old.of_type(t)
+    for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT):
+        was, now = old.of_type(t), snapshot.of_type(t)
         if was is not now:
             keys = changed_since(was, now)
             if keys is None or any(k not in now for k in keys if k in was):
                 return False
     listeners: list[ir.InboundListener | ir.OutboundListener] = [*cfg.inbound, *(cfg.outbound[i] for i in outbound)]
-    secrets = snapshot.of_type(SECRET)
+    return _complete(cfg, listeners, [cfg.clusters[i] for i in clusters], snapshot)
+
+
+def _complete(
+    cfg: ir.ProxyConfig,
+    listeners: list[ir.InboundListener | ir.OutboundListener],
+    clusters: Sequence[ir.Cluster],
+    snapshot: Snapshot,
+) -> bool:
+    """Whether ``snapshot`` holds what these listeners and clusters refer to, and ``cfg``'s two secrets."""
+    have_listeners, have_routes = key_container(snapshot.of_type(LISTENER)), key_container(snapshot.of_type(ROUTE))
+    have_clusters, have_endpoints = key_container(snapshot.of_type(CLUSTER)), key_container(snapshot.of_type(ENDPOINT))
+    have_secrets = key_container(snapshot.of_type(SECRET))
     return (
-        all(listener.name in maps[LISTENER] for listener in listeners)
-        and all(listener.name in maps[ROUTE] for listener in listeners if listener.protocol == "http")
-        and all(cfg.clusters[i].name in maps[CLUSTER] and cfg.clusters[i].name in maps[ENDPOINT] for i in clusters)
-        and cfg.mesh.cert_secret in secrets
-        and cfg.mesh.bundle_secret in secrets
+        all(listener.name in have_listeners for listener in listeners)
+        and all(listener.name in have_routes for listener in listeners if listener.protocol == "http")
+        and all(cluster.name in have_clusters and cluster.name in have_endpoints for cluster in clusters)
+        and cfg.mesh.cert_secret in have_secrets
+        and cfg.mesh.bundle_secret in have_secrets
     )
 
 
-def _positions(old: object, new: object) -> set[int] | None:
+def _positions(old: Sequence[object], new: Sequence[object]) -> set[int] | None:
+    """The positions where ``new`` may differ from ``old`` (none when they are one object), or None when they are
+    not layered one on the other."""
     if old is new:
         return set()
-    if not isinstance(old, tuple | LayeredSeq) or not isinstance(new, tuple | LayeredSeq) or len(old) != len(new):
-        return None
     at = positions_since(old, new)
     return None if at is None else set(at)
