@@ -13,8 +13,10 @@ same cache contents and maps (``tests/unit/test_publish_incremental.py``).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from mesh_operator.control.build import Built
@@ -201,17 +203,14 @@ class _PolicySet:
     carry each: a change of a few resources, layered on the map of the last round, updates it by those alone."""
 
     by_resource: Mapping[str, set[str]]
-    counts: dict[str, int]
+    counts: Counter[str]
     policies: set[str]
 
     @classmethod
     def of(cls, by_resource: Mapping[str, set[str]], last: _PolicySet | None) -> _PolicySet:
         keys = changed_since(last.by_resource, by_resource) if last is not None else None
         if last is None or keys is None:
-            counts: dict[str, int] = {}
-            for refs in by_resource.values():
-                for ref in refs:
-                    counts[ref] = counts.get(ref, 0) + 1
+            counts = Counter(chain.from_iterable(by_resource.values()))
             return cls(by_resource, counts, set(counts))
         counts, entered_or_left = last.counts, False  # (last is not used again: its counts are taken over)
         for key in keys:
@@ -225,5 +224,5 @@ class _PolicySet:
                     entered_or_left = True
             for ref in now:
                 entered_or_left |= ref not in counts
-                counts[ref] = counts.get(ref, 0) + 1
+                counts[ref] += 1
         return cls(by_resource, counts, set(counts) if entered_or_left else last.policies)
