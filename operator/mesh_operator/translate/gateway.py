@@ -17,27 +17,30 @@ No I/O: a pure function of the mesh state, like every stage-one module.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Literal
 
 from mesh_operator.api.common import duration_ms
 from mesh_operator.api.gateway import (
     BackendRef,
-    Cors,
     GatewayRoute,
     GRPCRoute,
     GRPCRouteMatch,
-    HeaderFilter,
     HTTPRoute,
     HTTPRouteMatch,
     ParentReference,
-    RequestRedirect,
-    URLRewrite,
     filters_of,
     rules_of,
+)
+from mesh_operator.translate.gateway_match import (
+    cors,
+    grpc_match,
+    header_edits,
+    http_match,
+    http_rank,
+    redirect,
+    rewrite,
 )
 from mesh_operator.translate.memo import IdentityMemo
 from mesh_operator.translate.policies import Resolved
@@ -61,7 +64,6 @@ UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
 
 #: Validation results of unchanged route objects are reused across translations.
 _VALIDATED: IdentityMemo[list[Violation]] = IdentityMemo()
-_HEADER_KIND: dict[str, Literal["exact", "regex"]] = {"Exact": "exact", "RegularExpression": "regex"}
 
 
 @dataclass
@@ -324,11 +326,11 @@ class GatewayRouting:
         )
         for f in rule.filters:
             if f.request_header_modifier is not None:
-                base = replace(base, request_headers=_edits(f.request_header_modifier))
+                base = replace(base, request_headers=header_edits(f.request_header_modifier))
             elif f.response_header_modifier is not None:
-                base = replace(base, response_headers=_edits(f.response_header_modifier))
+                base = replace(base, response_headers=header_edits(f.response_header_modifier))
             elif (c := getattr(f, "cors", None)) is not None:
-                base = replace(base, cors=_cors(c))
+                base = replace(base, cors=cors(c))
             elif f.request_mirror is not None:
                 m = f.request_mirror
                 mirror_to = cluster_of(m.backend_ref)
@@ -363,13 +365,13 @@ class GatewayRouting:
         out = []
         matches = rule.matches or [HTTPRouteMatch()]
         for j, m in enumerate(matches):
-            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=_http_match(m))
+            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=http_match(m))
             for f in rule.filters:
                 if f.request_redirect is not None:
-                    r = _redirect(r, f.request_redirect, m)
+                    r = redirect(r, f.request_redirect, m)
                 elif f.url_rewrite is not None:
-                    r = _rewrite(r, f.url_rewrite, m)
-            out.append((_http_rank(m), r))
+                    r = rewrite(r, f.url_rewrite, m)
+            out.append((http_rank(m), r))
         return out
 
     def _grpc_rule(
@@ -379,7 +381,7 @@ class GatewayRouting:
         matches = rule.matches or [GRPCRouteMatch()]
         out: list[tuple[tuple[object, ...], ir.Route]] = []
         for j, m in enumerate(matches):
-            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=_grpc_match(m))
+            r = replace(base, name=_name(svc, route, i, j, len(matches)), match=grpc_match(m))
             svc_len = len(m.method.service or "") if m.method else 0
             method_len = len(m.method.method or "") if m.method else 0
             out.append(((-svc_len, -method_len, -len(m.headers)), r))
@@ -389,99 +391,6 @@ class GatewayRouting:
 def _name(svc: ServiceInfo, route: GatewayRoute, i: int, j: int, n: int) -> str:
     rule = route.spec.rules[i].name or f"rule-{i}"
     return f"{svc.host}/{route.kind}/{route.metadata.namespace}/{route.metadata.name}/{rule}{f'/{j}' if n > 1 else ''}"
-
-
-def _cors(c: Cors) -> ir.Cors:
-    return ir.Cors(
-        allow_origins=tuple(c.allow_origins),
-        allow_methods=tuple(c.allow_methods),
-        allow_headers=tuple(c.allow_headers),
-        expose_headers=tuple(c.expose_headers),
-        max_age_s=c.max_age,
-        allow_credentials=bool(c.allow_credentials),
-    )
-
-
-def _edits(h: HeaderFilter) -> ir.HeaderEdits:
-    return ir.HeaderEdits(
-        set=tuple((x.name.lower(), x.value) for x in h.set),
-        add=tuple((x.name.lower(), x.value) for x in h.add),
-        remove=tuple(x.lower() for x in h.remove),
-    )
-
-
-def _http_match(m: HTTPRouteMatch) -> ir.RouteMatch:
-    path = ir.PathMatch("prefix", "/")
-    if m.path is not None:
-        if m.path.type == "Exact":
-            path = ir.PathMatch("exact", m.path.value)
-        elif m.path.type == "RegularExpression":
-            path = ir.PathMatch("regex", m.path.value)
-        elif m.path.value.rstrip("/"):
-            # Gateway API prefixes match whole path segments: /foo matches /foo and /foo/bar, never /foobar.
-            path = ir.PathMatch("segment_prefix", m.path.value.rstrip("/"))
-    return ir.RouteMatch(
-        path=path,
-        method=m.method,
-        headers=tuple(ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value) for h in m.headers),
-        query=tuple(ir.QueryMatch(q.name, _HEADER_KIND[q.type], q.value) for q in m.query_params),
-    )
-
-
-def _http_rank(m: HTTPRouteMatch) -> tuple[object, ...]:
-    kind, length = 2, 0
-    if m.path is not None:
-        kind = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}[m.path.type]
-        length = len(m.path.value.rstrip("/") or "/")
-    return (kind, -length, 0 if m.method else 1, -len(m.headers), -len(m.query_params))
-
-
-def _grpc_match(m: GRPCRouteMatch) -> ir.RouteMatch:
-    headers = tuple(ir.HeaderMatch(h.name.lower(), _HEADER_KIND[h.type], h.value) for h in m.headers)
-    mm = m.method
-    if mm is None or (mm.service is None and mm.method is None):
-        return ir.RouteMatch(path=ir.PathMatch("prefix", "/"), headers=headers)
-    if mm.type == "Exact":
-        if mm.service and mm.method:
-            return ir.RouteMatch(path=ir.PathMatch("exact", f"/{mm.service}/{mm.method}"), headers=headers)
-        if mm.service:
-            return ir.RouteMatch(path=ir.PathMatch("prefix", f"/{mm.service}/"), headers=headers)
-        return ir.RouteMatch(path=ir.PathMatch("regex", f"/[^/]+/{re.escape(mm.method or '')}"), headers=headers)
-    service = mm.service or "[^/]+"
-    method = mm.method or "[^/]+"
-    return ir.RouteMatch(path=ir.PathMatch("regex", f"/{service}/{method}"), headers=headers)
-
-
-def _redirect(r: ir.Route, rd: RequestRedirect, m: HTTPRouteMatch) -> ir.Route:
-    path = prefix = None
-    pattern: tuple[str, str] | None = None
-    if rd.path is not None:
-        if rd.path.type == "ReplaceFullPath":
-            path = rd.path.replace_full_path or "/"
-        else:
-            prefix = rd.path.replace_prefix_match or "/"
-            matched = m.path.value.rstrip("/") if m.path is not None and m.path.type == "PathPrefix" else ""
-            if prefix == "/" and matched:
-                pattern = (f"^{re.escape(matched)}/*", "/")  # /prefix/x -> /x, not //x
-    redirect = ir.Redirect(rd.scheme, rd.hostname, rd.port, path, prefix, rd.status_code, pattern)
-    return replace(r, redirect=redirect, clusters=(), mirrors=(), fault=None, retry=None, timeout_ms=None)
-
-
-def _rewrite(r: ir.Route, rw: URLRewrite, m: HTTPRouteMatch) -> ir.Route:
-    if rw.hostname is not None:
-        r = replace(r, host_rewrite=rw.hostname)
-    if rw.path is not None:
-        if rw.path.type == "ReplaceFullPath":
-            r = replace(r, path_rewrite=("full", rw.path.replace_full_path or "/"))
-        else:
-            to = rw.path.replace_prefix_match or "/"
-            matched = m.path.value.rstrip("/") if m.path is not None and m.path.type == "PathPrefix" else ""
-            if to == "/" and matched:
-                # /prefix/x with "/" must become /x, not //x: strip the prefix and its slashes with a regex.
-                r = replace(r, path_regex_rewrite=(f"^{re.escape(matched)}/*", "/"))
-            else:
-                r = replace(r, path_rewrite=("prefix", to))
-    return r
 
 
 def _unsupported(route: GatewayRoute) -> list[Violation]:
